@@ -1,0 +1,145 @@
+"""Shared pieces of the typer CLI: option aliases, console, and error-to-exit-code mapping.
+
+Kept free of heavy imports: every stage's ``cli.py`` imports this at start-up.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable
+
+import typer
+
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OnnxforgeError
+
+# -- reusable option aliases (huggingface_hub's _cli_utils style) ----------------------
+ArtifactDir = Annotated[Path, typer.Argument(help="Artifact folder written by `onnxforge export`.", show_default=False)]
+OutDir = Annotated[Path, typer.Option("--out", "-o", help="Folder to write the artifact to.")]
+Force = Annotated[bool, typer.Option("--force", help="Replace existing output.")]
+Device = Annotated[str, typer.Option("--device", help="cpu, cuda or auto (cuda when ONNX Runtime can use it).")]
+Variant = Annotated[str | None, typer.Option("--variant", help="Model variant to use (base, optimized, fp16, int8...).")]
+JsonOut = Annotated[Path | None, typer.Option("--json", help="Write the report as JSON to this path.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.", envvar="ONNXFORGE_DEBUG")]
+
+# A model source as typed on the command line, shared by export and build.
+ModelArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="Hugging Face model folder, package.module:function returning an nn.Module, "
+        "or nothing for the built-in MiniLM-L6.",
+        show_default=False,
+    ),
+]
+Task = Annotated[str | None, typer.Option("--task", help="feature-extraction, sequence-classification, token-classification, question-answering (default: from config.json).")]
+Weights = Annotated[Path | None, typer.Option("--weights", help="state_dict file for a module:function model.")]
+TokenizerPath = Annotated[Path | None, typer.Option("--tokenizer", help="tokenizer.json or a folder holding it.")]
+AppDir = Annotated[Path | None, typer.Option("--app-dir", help="Folder to import a module:function model from (default: the working directory).")]
+NumHeads = Annotated[int | None, typer.Option("--num-heads", help="Attention heads, when the model has no transformers config.")]
+HiddenSize = Annotated[int | None, typer.Option("--hidden-size", help="Hidden size, when the model has no transformers config.")]
+NumLayers = Annotated[int | None, typer.Option("--num-layers", help="Encoder layers, when the model has no transformers config.")]
+
+console_err = None
+console_out = None
+
+
+def err_console():
+    global console_err
+    if console_err is None:
+        from rich.console import Console
+
+        console_err = Console(stderr=True, highlight=False, soft_wrap=True)
+    return console_err
+
+
+def out_console():
+    global console_out
+    if console_out is None:
+        from rich.console import Console
+
+        console_out = Console(highlight=False, soft_wrap=True)
+    return console_out
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("ONNXFORGE_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+def _sigterm_to_interrupt(signum, frame):  # pragma: no cover - exercised by fault tests
+    raise KeyboardInterrupt
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command; map onnxforge errors to exit codes with a short message.
+
+    SIGTERM is turned into KeyboardInterrupt so the same cleanup (temporary files,
+    staged folders) runs for Ctrl-C and for a CI job being cancelled.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with_debug = debug_enabled()
+        try:
+            signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+        except ValueError:  # not the main thread (e.g. inside a test runner thread)
+            pass
+        try:
+            return fn(*args, **kwargs)
+        except OnnxforgeError as e:
+            if with_debug:
+                raise
+            label = "check failed" if e.exit_code == 1 else "error"
+            err_console().print(f"[bold red]{label}:[/] {e.message}", markup=True)
+            if e.hint:
+                err_console().print(f"  [dim]hint:[/] {e.hint}", markup=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err_console().print("interrupted: nothing was left half-written")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except typer.Exit:
+            raise
+        except Exception as e:
+            if with_debug:
+                raise
+            err_console().print(
+                f"[bold red]internal error:[/] {type(e).__name__}: {e}\n"
+                "  This is a bug in onnxforge; re-run with --debug for the traceback and report it.",
+                markup=False,
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper
+
+
+def print_json_maybe(path: Path | None, obj: Any) -> None:
+    if path is not None:
+        from .artifact import atomic_write_json
+
+        atomic_write_json(Path(path), obj)
+
+
+def parse_overrides(values: list[str] | None, flag: str) -> dict[str, float]:
+    """Parse ``NAME=VALUE`` pairs (``--atol last_hidden_state=1e-3``); a bare VALUE sets ``*``."""
+    from .errors import UserInputError
+
+    parsed: dict[str, float] = {}
+    for item in values or []:
+        name, sep, value = item.rpartition("=")
+        key = name if sep else "*"
+        try:
+            parsed[key] = float(value)
+        except ValueError:
+            raise UserInputError(f"{flag} {item!r} is not NAME=NUMBER or NUMBER") from None
+    return parsed
+
+
+def exit_with(passed: bool) -> None:
+    if not passed:
+        raise typer.Exit(1)
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,91 @@
+"""`onnxforge export` and `onnxforge inspect`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..cli_common import (
+    AppDir, Force, HiddenSize, JsonOut, ModelArg, NumHeads, NumLayers, OutDir, Task, TokenizerPath, Weights,
+    err_console, handle_errors, out_console, print_json_maybe,
+)
+
+Exporter = Annotated[str, typer.Option("--exporter", help="torchscript (default: fully fused by ORT's optimizer) or dynamo.")]
+Opset = Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: 17 for torchscript, 18 for dynamo).")]
+ExternalThreshold = Annotated[
+    int | None,
+    typer.Option("--external-data-threshold", help="Store weights in model.onnx.data above this many bytes (default: ~2 GB, the protobuf limit).", hidden=False),
+]
+
+
+def source_from_cli(model, task, weights, tokenizer, app_dir, num_heads, hidden_size, num_layers):
+    from ..sources import resolve_source
+
+    return resolve_source(
+        model,
+        task=task,
+        weights=str(weights) if weights else None,
+        tokenizer=str(tokenizer) if tokenizer else None,
+        app_dir=str(app_dir) if app_dir else None,
+        num_heads=num_heads,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+    )
+
+
+@handle_errors
+def export_command(
+    model: ModelArg = None,
+    out: OutDir = Path("artifacts/model"),
+    exporter: Exporter = "torchscript",
+    opset: Opset = None,
+    task: Task = None,
+    weights: Weights = None,
+    tokenizer: TokenizerPath = None,
+    app_dir: AppDir = None,
+    num_heads: NumHeads = None,
+    hidden_size: HiddenSize = None,
+    num_layers: NumLayers = None,
+    external_data_threshold: ExternalThreshold = None,
+    force: Force = False,
+) -> None:
+    """Export a PyTorch BERT to ONNX with its tokenizer and a manifest, then check it at a new shape."""
+    from ..export import ExportOptions, export_model
+
+    source = source_from_cli(model, task, weights, tokenizer, app_dir, num_heads, hidden_size, num_layers)
+    kwargs = {} if external_data_threshold is None else {"external_data_threshold": external_data_threshold}
+    options = ExportOptions(exporter=exporter, opset=opset, force=force, **kwargs)
+    console = err_console()
+    with console.status("exporting") as status:
+        report = export_model(source, out, options, progress=lambda m: status.update(m))
+    check = report.check
+    verdict = "[green]passed[/]" if report else "[red]FAILED[/]"
+    out_console().print(
+        f"exported {out}/model.onnx in {report.seconds:.1f}s; parity at batch {check['batch']}, "
+        f"sequence {check['sequence']} vs PyTorch: {verdict}",
+        markup=True,
+    )
+    for name, d in check["outputs"].items():
+        out_console().print(f"  {name}: max abs {d['max_abs']:.2e} (atol {check['atol']:g})")
+    if not report:
+        err_console().print(f"[bold red]check failed:[/] {check.get('error') or '; '.join(report.failures())}", markup=True)
+        err_console().print("  the graph does not compute what PyTorch computes at a shape other than the trace shape")
+        raise typer.Exit(1)
+
+
+@handle_errors
+def inspect_command(
+    path: Annotated[Path, typer.Argument(help="Artifact folder or .onnx file.", show_default=False)],
+    json_path: JsonOut = None,
+) -> None:
+    """Show inputs/outputs, opset, op histogram, fused ops, parameters and file sizes."""
+    from ..inspection import inspect_path, render
+
+    report = inspect_path(path)
+    render(report, out_console())
+    print_json_maybe(json_path, report)
+
+
+COMMANDS = {"export": export_command, "inspect": inspect_command}

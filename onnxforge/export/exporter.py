@@ -1,0 +1,354 @@
+"""torch -> ONNX with either exporter, written atomically as a new artifact folder.
+
+Default exporter: TorchScript with eager attention. ``onnxruntime.transformers``'
+BERT optimizer fuses that graph completely (Attention, SkipLayerNormalization,
+BiasGelu and EmbedLayerNormalization), while it fuses no Attention in a dynamo
+export; the dynamo path (SDPA attention) is fused by ``onnxscript``'s ort_fusions
+instead and gets no EmbedLayerNormalization. Both are supported; see docs/exporters.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..artifact import BASE_MODEL_NAME, GOLDENS_NAME, MANIFEST_SCHEMA, Artifact, staged_directory
+from ..compare import compare_arrays
+from ..env import versions
+from ..errors import UserInputError
+from ..inputs import random_inputs
+from ..runners import make_session, run_session, run_torch
+from ..sources import LoadedModel, SourceRef, load_source
+from ..spec import ModelSpec
+
+EXPORTERS = ("torchscript", "dynamo")
+DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
+# Attention implementation each exporter's graph is fused best from.
+ATTENTION_FOR_EXPORTER = {"torchscript": "eager", "dynamo": "sdpa"}
+# Protobuf cannot hold more than 2 GiB; keep a margin for the graph itself.
+EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
+TRACE_SHAPE = (2, 16)
+GOLDEN_TEXT_COUNT = 4
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    exporter: str = "torchscript"
+    opset: int | None = None
+    force: bool = False
+    # Models whose weights exceed this many bytes keep them in model.onnx.data.
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD
+    # The shape check runs at a batch and sequence length the trace did not use.
+    check_shape: tuple[int, int] = (3, 37)
+    check_atol: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.exporter not in EXPORTERS:
+            raise UserInputError(f"--exporter {self.exporter} is not known", hint=f"choose one of {', '.join(EXPORTERS)}")
+        if self.opset is not None and not 14 <= self.opset <= 23:
+            raise UserInputError(f"--opset {self.opset} is out of range", hint="use an opset between 14 and 23")
+        if tuple(self.check_shape) == TRACE_SHAPE:
+            raise ValueError("the export check must run at a shape other than the trace shape")
+
+    @property
+    def resolved_opset(self) -> int:
+        return self.opset or DEFAULT_OPSET[self.exporter]
+
+
+@dataclass
+class ExportReport:
+    out: Path
+    passed: bool
+    check: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def failures(self) -> list[str]:
+        return [
+            f"{name}: max abs {d['max_abs']:.3g} > {self.check['atol']:g}"
+            for name, d in self.check.get("outputs", {}).items()
+            if not d["passed"]
+        ]
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Hide the exporters' tracer and registration warnings unless debugging.
+
+    They are about code paths the shape check verifies anyway (a trace that baked a
+    shape fails that check loudly), and they bury onnxforge's own output.
+    """
+    import logging
+    import os
+    import warnings
+
+    if os.environ.get("ONNXFORGE_DEBUG"):
+        yield
+        return
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _root_cause(e: BaseException) -> str:
+    """The innermost exception's first line, without the exporter's colour codes."""
+    import re
+
+    while e.__cause__ is not None:
+        e = e.__cause__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:400] if text else ''}"
+
+
+def _trace_inputs(spec: ModelSpec):
+    import torch
+
+    feeds = random_inputs(spec, *TRACE_SHAPE, seed=7)
+    return tuple(torch.from_numpy(feeds[n]) for n in spec.input_names)
+
+
+def _export_torchscript(loaded: LoadedModel, path: Path, opset: int) -> None:
+    import torch
+
+    spec = loaded.spec
+    torch.onnx.export(
+        loaded.module,
+        _trace_inputs(spec),
+        str(path),
+        dynamo=False,
+        input_names=list(spec.input_names),
+        output_names=list(spec.output_names),
+        dynamic_axes=spec.dynamic_axes(),
+        opset_version=opset,
+        do_constant_folding=True,
+    )
+
+
+def _export_dynamo(loaded: LoadedModel, path: Path, opset: int) -> None:
+    import torch
+
+    spec = loaded.spec
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("sequence", min=1, max=spec.max_positions)
+    program = torch.onnx.export(
+        loaded.module,
+        _trace_inputs(spec),
+        dynamo=True,
+        input_names=list(spec.input_names),
+        output_names=list(spec.output_names),
+        dynamic_shapes=tuple({0: batch, 1: seq} for _ in spec.input_names),
+        opset_version=opset,
+        optimize=True,
+        verbose=False,
+    )
+    program.save(str(path), external_data=True)
+
+
+def _save_final(tmp_path: Path, final_path: Path, threshold: int) -> bool:
+    """Re-save the exported graph, moving weights to model.onnx.data past ``threshold``."""
+    import onnx
+
+    model = onnx.load(str(tmp_path), load_external_data=True)
+    weight_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
+    external = weight_bytes > threshold
+    if external:
+        onnx.save_model(
+            model,
+            str(final_path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=final_path.name + ".data",
+            size_threshold=1024,
+        )
+    else:
+        onnx.save_model(model, str(final_path))
+    return external
+
+
+def _check_graph(path: Path, spec: ModelSpec) -> dict[str, Any]:
+    """onnx.checker with full shape inference, and the dynamic axes the spec promises."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise UserInputError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0][:300]}") from None
+    model = onnx.load(str(path), load_external_data=False)
+    baked = []
+    dims = {}
+    for value in list(model.graph.input) + list(model.graph.output):
+        shape = value.type.tensor_type.shape.dim
+        dims[value.name] = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in shape]
+        for axis in spec.dynamic_axes().get(value.name, {}):
+            if axis < len(shape) and shape[axis].HasField("dim_value"):
+                baked.append(f"{value.name}[{axis}]={shape[axis].dim_value}")
+    return {"opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+            "ir_version": model.ir_version, "dims": dims, "static_dims": baked}
+
+
+def shape_check(path: Path, loaded: LoadedModel, options: ExportOptions) -> dict[str, Any]:
+    """Run ORT and PyTorch at a shape the trace did not see: catches baked-in shapes."""
+    spec = loaded.spec
+    batch, seq = options.check_shape
+    seq = min(seq, spec.max_positions)
+    feeds = random_inputs(spec, batch, seq, seed=11)
+    expected = run_torch(loaded.module, spec, feeds)
+    session, info = make_session(path, "cpu")
+    outputs: dict[str, Any] = {}
+    error = None
+    try:
+        actual = run_session(session, spec, feeds)
+    except Exception as e:  # a graph that cannot run at this shape baked one in
+        error = f"ONNX Runtime failed at batch {batch}, sequence {seq}: {str(e).splitlines()[0][:300]}"
+        actual = None
+    mask = feeds.get("attention_mask")
+    for out in spec.outputs:
+        if actual is None:
+            outputs[out.name] = {"passed": False, "max_abs": float("inf")}
+            continue
+        if actual[out.name].shape != expected[out.name].shape:
+            outputs[out.name] = {"passed": False, "max_abs": float("inf"),
+                                 "shape": [list(actual[out.name].shape), list(expected[out.name].shape)]}
+            error = error or f"{out.name} has shape {actual[out.name].shape}, PyTorch gives {expected[out.name].shape}"
+            continue
+        diff = compare_arrays(expected[out.name], actual[out.name], out, mask)
+        outputs[out.name] = {"passed": diff.max_abs <= options.check_atol, **diff.to_dict()}
+    return {
+        "batch": batch,
+        "sequence": seq,
+        "trace_shape": list(TRACE_SHAPE),
+        "atol": options.check_atol,
+        "provider": info.obtained[0],
+        "error": error,
+        "passed": error is None and all(o["passed"] for o in outputs.values()),
+        "outputs": outputs,
+    }
+
+
+def write_goldens(stage: Path, loaded: LoadedModel) -> dict[str, Any] | None:
+    """Golden inputs/outputs for a few real texts, from PyTorch, for smoke and verify."""
+    from ..data import sample_texts
+    from ..tokenizer import load_tokenizer
+    from ..textbatch import encode_texts
+
+    if not (stage / "tokenizer.json").is_file():
+        return None
+    tokenizer = load_tokenizer(stage)
+    texts = sample_texts(GOLDEN_TEXT_COUNT)
+    feeds = encode_texts(tokenizer, texts, loaded.spec)
+    outputs = run_torch(loaded.module, loaded.spec, feeds)
+    arrays = {f"input.{k}": v for k, v in feeds.items()} | {f"output.{k}": v for k, v in outputs.items()}
+    np.savez(stage / GOLDENS_NAME, **arrays)
+    return {"file": GOLDENS_NAME, "texts": texts, "reference": "pytorch-fp32"}
+
+
+def _copy_support_files(stage: Path, loaded: LoadedModel) -> list[str]:
+    from ..tokenizer import check_tokenizer_fits, ensure_tokenizer_json, load_tokenizer
+
+    copied = []
+    for name, src in sorted(loaded.tokenizer_files.items()):
+        shutil.copyfile(src, stage / name)
+        copied.append(name)
+    if loaded.config_path is not None:
+        shutil.copyfile(loaded.config_path, stage / "config.json")
+        copied.append("config.json")
+    if copied and "tokenizer.json" not in copied and loaded.tokenizer_files:
+        ensure_tokenizer_json(stage)
+        copied.append("tokenizer.json")
+    if (stage / "tokenizer.json").is_file():
+        check_tokenizer_fits(load_tokenizer(stage), loaded.spec)
+    return copied
+
+
+def export_model(source: SourceRef, out: Path, options: ExportOptions = ExportOptions(), *, progress=None) -> ExportReport:
+    """Export ``source`` into a new artifact folder ``out``; returns the shape-check report.
+
+    The folder is built beside ``out`` and renamed into place only when complete.
+    A failed shape check still publishes the folder (its manifest says why) and
+    returns a falsy report, so the CLI exits 1 and the evidence stays inspectable.
+    """
+    import torch
+
+    started = time.perf_counter()
+    out = Path(out)
+    say = progress or (lambda msg: None)
+    if out.is_dir() and any(out.iterdir()) and not options.force:
+        raise UserInputError(f"--out {out} already exists and is not empty", hint="pass --force to replace it, or choose another folder")
+    attn = ATTENTION_FOR_EXPORTER[options.exporter] if source.kind in ("builtin", "hf") else None
+    say("loading the PyTorch model")
+    loaded = load_source(source, attn_implementation=attn)
+    with staged_directory(out, force=options.force) as stage:
+        copied = _copy_support_files(stage, loaded)
+        say(f"exporting with the {options.exporter} exporter (opset {options.resolved_opset})")
+        raw_dir = stage / ".raw"
+        raw_dir.mkdir()
+        raw = raw_dir / "model.onnx"
+        try:
+            with _quiet_exporter():
+                if options.exporter == "torchscript":
+                    _export_torchscript(loaded, raw, options.resolved_opset)
+                else:
+                    _export_dynamo(loaded, raw, options.resolved_opset)
+        except (torch.onnx.errors.OnnxExporterError, torch.onnx.errors.UnsupportedOperatorError, RuntimeError) as e:
+            raise UserInputError(
+                f"the {options.exporter} exporter could not export {type(loaded.module.model).__name__}: "
+                f"{_root_cause(e)}",
+                hint="try the other exporter (--exporter dynamo|torchscript)",
+            ) from e
+        final = stage / BASE_MODEL_NAME
+        external = _save_final(raw, final, options.external_data_threshold)
+        shutil.rmtree(raw_dir)
+        say("checking the graph (onnx.checker, shape inference)")
+        graph = _check_graph(final, loaded.spec)
+        goldens = write_goldens(stage, loaded)
+        say(f"checking parity at batch {options.check_shape[0]}, sequence {options.check_shape[1]}")
+        check = shape_check(final, loaded, options)
+        if graph["static_dims"]:
+            check["passed"] = False
+            check["error"] = check["error"] or f"the graph baked in dimensions: {', '.join(graph['static_dims'])}"
+        manifest = {
+            "schema": MANIFEST_SCHEMA,
+            "onnxforge_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+            "source": source.to_dict(),
+            "spec": loaded.spec.to_dict(),
+            "export": {
+                "exporter": options.exporter,
+                "opset": graph["opset"],
+                "ir_version": graph["ir_version"],
+                "attn_implementation": loaded.attn_implementation,
+                "external_data": external,
+                "trace_shape": list(TRACE_SHAPE),
+                "dims": graph["dims"],
+            },
+            "versions": versions(),
+            "variants": {"base": {"file": BASE_MODEL_NAME, "precision": "fp32"}},
+            "files": {},
+            "goldens": goldens,
+            "stages": {},
+        }
+        artifact = Artifact(stage, manifest)
+        for path in sorted(p for p in stage.iterdir() if p.is_file()):
+            artifact.record_file(path.name)
+        report = ExportReport(out=out, passed=bool(check["passed"]), check=check)
+        report.seconds = round(time.perf_counter() - started, 2)
+        artifact.record_stage("export", {"passed": report.passed, "seconds": report.seconds, "check": check,
+                                         "files_copied": copied})
+        artifact.save()
+    return report

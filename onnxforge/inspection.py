@@ -1,0 +1,67 @@
+"""`onnxforge inspect`: what is in an artifact folder or a single .onnx file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import UserInputError
+from .graph import describe_model
+
+
+def inspect_path(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise UserInputError(f"{path} does not exist", hint="pass an artifact folder or a .onnx file")
+    if path.is_file():
+        if path.suffix != ".onnx":
+            raise UserInputError(f"{path} is not a .onnx file", hint="pass an artifact folder or a .onnx file")
+        return {"models": {path.stem: describe_model(path)}}
+    from .artifact import Artifact
+
+    artifact = Artifact.open(path)
+    models = {}
+    for name in artifact.variants:
+        models[name] = describe_model(artifact.variant_path(name))
+        models[name]["variant"] = artifact.variants[name]
+    stages = artifact.manifest.get("stages", {})
+    return {
+        "artifact": str(path),
+        "spec": artifact.manifest["spec"],
+        "source": artifact.manifest.get("source"),
+        "export": artifact.manifest.get("export"),
+        "versions": artifact.manifest.get("versions"),
+        "stages": {k: {"passed": v.get("passed")} for k, v in stages.items()},
+        "optimize": {k: v for k, v in stages.items() if k.startswith("optimize")},
+        "files": {k: v["size"] for k, v in artifact.manifest.get("files", {}).items()},
+        "models": models,
+    }
+
+
+def render(report: dict[str, Any], console) -> None:
+    from rich.table import Table
+
+    if "spec" in report:
+        s = report["spec"]
+        console.print(
+            f"[bold]{report['artifact']}[/]  task={s['task']}  model_type={s['model_type']}  layers={s['num_layers']} "
+            f"heads={s['num_heads']} hidden={s['hidden_size']} vocab={s['vocab_size']} max_positions={s['max_positions']}"
+        )
+    for name, m in report["models"].items():
+        table = Table(title=f"{name}: {m['file']}  opset {m['opset']}  IR {m['ir_version']}  "
+                      f"{m['parameters']:,} parameters  {m['nodes']} nodes", title_justify="left")
+        table.add_column("I/O")
+        table.add_column("name")
+        table.add_column("dtype")
+        table.add_column("dims")
+        for kind in ("inputs", "outputs"):
+            for v in m["signature"][kind]:
+                table.add_row(kind[:-1], v["name"], v["dtype"], "[" + ", ".join(str(d) for d in v["dims"]) + "]")
+        console.print(table)
+        sizes = ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in m["sizes"].items())
+        fused = ", ".join(f"{k} {v}" for k, v in m["fused_ops"].items()) or "none"
+        top = ", ".join(f"{k} {v}" for k, v in list(m["op_histogram"].items())[:12])
+        console.print(f"  files: {sizes}\n  weights: {m['initializer_dtypes']}\n  fused ops: {fused}\n  ops: {top}")
+        variant = m.get("variant") or {}
+        if variant.get("precision"):
+            console.print(f"  precision: {variant['precision']}" + (f"  device: {variant['device']}" if variant.get("device") else ""))

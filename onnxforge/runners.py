@@ -1,0 +1,110 @@
+"""Running a model on a batch: PyTorch (the reference) and ONNX Runtime sessions.
+
+``make_session`` is the one place that creates ONNX Runtime sessions, so every stage
+gets the same provider handling: CUDA libraries preloaded where ORT can, and a hard
+failure (never a silent CPU fallback) when CUDA was asked for and not obtained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CheckFailed, UserInputError
+from .spec import ModelSpec
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def run_torch(module: Any, spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import torch
+
+    args = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in spec.input_names]
+    with torch.no_grad():
+        outs = module(*args)
+    return {name: t.detach().float().cpu().numpy() for name, t in zip(spec.output_names, outs)}
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    requested: tuple[str, ...]
+    obtained: tuple[str, ...]
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.obtained and self.obtained[0] == "CUDAExecutionProvider" else "cpu"
+
+
+def _preload_cuda() -> str | None:
+    """Load CUDA/cuDNN from PyTorch's or NVIDIA's wheels; return why it failed, if it did."""
+    import onnxruntime as ort
+
+    if not hasattr(ort, "preload_dlls"):
+        return None
+    try:
+        ort.preload_dlls()
+    except Exception as e:  # report, don't hide: the caller fails loudly if CUDA is missing
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why CUDA cannot be used by ONNX Runtime here, or None when it can."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return f"this onnxruntime build ({ort.__version__}) has no CUDAExecutionProvider; install onnxruntime-gpu"
+    try:
+        import ctypes
+
+        ctypes.CDLL("libcuda.so.1")
+    except OSError as e:
+        return f"the NVIDIA driver library libcuda.so.1 did not load ({e})"
+    return None
+
+
+def make_session(path: Path, device: str = "cpu", *, threads: int | None = None, optimization: str = "all"):
+    """An ORT session for ``device`` (cpu, cuda or auto), checked against what ORT gave."""
+    import onnxruntime as ort
+
+    if device not in DEVICES:
+        raise UserInputError(f"--device {device} is not known", hint=f"choose one of {', '.join(DEVICES)}")
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    so.graph_optimization_level = {
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }[optimization]
+    preload_error = None
+    if device in ("cuda", "auto"):
+        preload_error = _preload_cuda()
+        want_cuda = device == "cuda" or cuda_unavailable_reason() is None
+    else:
+        want_cuda = False
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
+    try:
+        session = ort.InferenceSession(str(path), so, providers=providers)
+    except Exception as e:
+        text = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        raise UserInputError(f"ONNX Runtime cannot load {path.name}: {text}", hint="the file may be corrupted; re-run the stage that wrote it") from None
+    info = SessionInfo(tuple(providers), tuple(session.get_providers()))
+    if device == "cuda" and info.device != "cuda":
+        reason = cuda_unavailable_reason() or preload_error or "CUDA provider failed to initialise (see ORT logs)"
+        raise CheckFailed(
+            f"CUDA was requested but ONNX Runtime fell back to CPU: requested {list(info.requested)}, "
+            f"obtained {list(info.obtained)}; {reason}",
+            hint="install onnxruntime-gpu with CUDA 13 and cuDNN 9 (or torch's CUDA wheels), or use --device cpu",
+        )
+    return session, info
+
+
+def run_session(session, spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    graph_inputs = {i.name for i in session.get_inputs()}
+    outs = session.run(list(spec.output_names), {k: v for k, v in feeds.items() if k in graph_inputs})
+    return {n: np.asarray(o, dtype=np.float32) for n, o in zip(spec.output_names, outs)}

@@ -1,0 +1,32 @@
+"""Texts -> model inputs with the artifact's own tokenizer.
+
+Truncation to the model's maximum positions, right padding (fused Attention assumes
+it), and only the inputs the graph takes (token_type_ids only when it has them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import ModelSpec
+
+
+def configure_tokenizer(tokenizer, spec: ModelSpec, max_length: int | None = None):
+    """Set truncation and right padding on a ``tokenizers.Tokenizer`` (in place)."""
+    limit = min(max_length or spec.max_positions, spec.max_positions)
+    tokenizer.enable_truncation(max_length=limit)
+    pad_token = tokenizer.id_to_token(spec.pad_token_id) or "[PAD]"
+    tokenizer.enable_padding(direction="right", pad_id=spec.pad_token_id, pad_token=pad_token)
+    return tokenizer
+
+
+def encode_texts(tokenizer, texts: list[str], spec: ModelSpec, max_length: int | None = None) -> dict[str, np.ndarray]:
+    configure_tokenizer(tokenizer, spec, max_length)
+    encodings = tokenizer.encode_batch(list(texts))
+    ids = np.array([e.ids for e in encodings], dtype=np.int64)
+    feeds = {"input_ids": ids}
+    if "attention_mask" in spec.input_names:
+        feeds["attention_mask"] = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    if "token_type_ids" in spec.input_names:
+        feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
+    return feeds
