@@ -30,7 +30,7 @@ _STAGE_CLIS = (
     "onnxforge.optimize.cli",
     "onnxforge.validate.cli",
     "onnxforge.serve_smoke.cli",
-    "onnxforge.bench_cli",
+    "onnxforge.bench.cli",
     "onnxforge.release.cli",
 )
 
