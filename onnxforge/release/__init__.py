@@ -1,0 +1,34 @@
+"""Release stage: reproducible packages, their verification, and the `build` pipeline.
+
+API: ``package_artifact(dir, out, PackageOptions(...)) -> PackageReport``,
+``verify_path(archive_or_dir, VerifyOptions(...)) -> VerifyReport``,
+``build(BuildOptions(...)) -> BuildReport``. Names are loaded lazily so that importing
+``onnxforge.release.cli`` (for --help) stays light.
+"""
+
+__all__ = [
+    "BuildOptions", "BuildReport", "build", "load_config",
+    "PackageOptions", "PackageReport", "package_artifact",
+    "VerifyOptions", "VerifyReport", "verify_path",
+]
+
+_HOMES = {
+    "BuildOptions": "pipeline",
+    "BuildReport": "pipeline",
+    "build": "pipeline",
+    "load_config": "config",
+    "PackageOptions": "package",
+    "PackageReport": "package",
+    "package_artifact": "package",
+    "VerifyOptions": "verify",
+    "VerifyReport": "verify",
+    "verify_path": "verify",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    raise AttributeError(name)
