@@ -220,7 +220,13 @@ def build_manifest(art: Artifact, chosen: list[str], files: dict[str, dict[str, 
                    models: dict[str, Any], triton: dict[str, Any] | None) -> dict[str, Any]:
     m = art.manifest
     manifest = {key: copy.deepcopy(m[key]) for key in ("schema", "onnxforge_version", "created", "source", "spec",
-                                                        "export", "versions", "goldens", "build") if key in m}
+                                                        "export", "versions", "goldens") if key in m}
+    if "build" in m:
+        # What built it (options, content keys of the stages packaged), not the
+        # bookkeeping of later runs, which would make re-packaging differ.
+        build = m["build"]
+        manifest["build"] = {"onnxforge_version": build.get("onnxforge_version"), "options": build.get("options"),
+                             "keys": {k: v for k, v in build.get("keys", {}).items() if k not in NOT_PACKAGED_STAGES}}
     manifest["variants"] = {v: copy.deepcopy(m["variants"][v]) for v in chosen}
     manifest["stages"] = _packaged_stages(copy.deepcopy(m.get("stages", {})), chosen)
     manifest["files"] = dict(sorted(files.items()))
