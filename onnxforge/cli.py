@@ -55,7 +55,8 @@ def _register() -> None:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:
-            if e.name == module_name:
+            # A stage not written yet (its folder or its cli.py missing) adds no commands.
+            if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
                 continue
             raise
         for name, func in getattr(module, "COMMANDS", {}).items():

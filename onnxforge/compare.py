@@ -58,9 +58,15 @@ def compare_arrays(expected: np.ndarray, actual: np.ndarray, output: OutputSpec,
         cosines.append(1.0 if ne == 0 and na == 0 else float(e @ a / max(ne * na, 1e-30)))
     argmax = None
     if "logits" in output.name and expected.ndim >= 2 and expected.shape[-1] > 1:
-        # Logits-like: compare predicted classes on real positions.
-        e_cls = [r.reshape(-1, expected.shape[-1]).argmax(-1) for r in exp_rows]
-        a_cls = [r.reshape(-1, expected.shape[-1]).argmax(-1) for r in act_rows]
+        # Logits-like: compare predicted classes on real positions. When the last axis
+        # is the sequence (question answering's start/end logits) the prediction is one
+        # position per sample, over its real tokens.
+        if output.axes and output.axes[-1] == SEQUENCE_AXIS:
+            e_cls = [np.atleast_1d(r.argmax()) for r in exp_rows if r.size]
+            a_cls = [np.atleast_1d(r.argmax()) for r in act_rows if r.size]
+        else:
+            e_cls = [r.reshape(-1, expected.shape[-1]).argmax(-1) for r in exp_rows]
+            a_cls = [r.reshape(-1, expected.shape[-1]).argmax(-1) for r in act_rows]
         e_all, a_all = np.concatenate(e_cls), np.concatenate(a_cls)
         argmax = float((e_all == a_all).mean()) if e_all.size else None
     return Diff(

@@ -1,0 +1,24 @@
+"""Validate stage: an artifact variant against the PyTorch model it came from.
+
+API: ``validate_artifact(dir, ValidateOptions(...)) -> ValidationResult`` (truthy when
+every check passed). Names are loaded lazily so that importing
+``onnxforge.validate.cli`` (for --help) stays light.
+"""
+
+__all__ = ["DEFAULT_TOLERANCES", "Tolerance", "ValidateOptions", "ValidationResult", "validate_artifact"]
+
+_HOMES = {
+    "DEFAULT_TOLERANCES": "options",
+    "Tolerance": "options",
+    "ValidateOptions": "options",
+    "ValidationResult": "result",
+    "validate_artifact": "validator",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    raise AttributeError(name)

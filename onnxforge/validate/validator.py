@@ -1,0 +1,333 @@
+"""validate_artifact: one variant of an artifact against the PyTorch model it came from.
+
+Order matters for a CI user: everything that can be wrong with the input (variant,
+overrides, text file, tokenizer, the source model) is checked before anything runs,
+so a bad input exits 2 without a partial report; then PyTorch runs every group in
+one block and ONNX Runtime in another (interleaving the two thread pools call by
+call slows both), then every output of every group is judged and all failures are
+kept, then localization runs if anything failed, then the manifest records it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+
+import numpy as np
+
+from ..artifact import Artifact, sha256_file
+from ..errors import UserInputError
+from ..spec import ModelSpec
+from .cases import InputGroup, default_shapes, random_groups, read_texts, text_group
+from .metrics import judge, measure, merge
+from .options import PRECISIONS, ValidateOptions
+from .result import Check, ValidationResult
+
+BUILTIN_SAMPLE = "built-in sample (Debian package descriptions)"
+# Below this many parameters the reference runs PyTorch on one thread: a BERT this
+# small cannot keep two threads busy, and OpenMP's spin-waiting collapses when the
+# cores are shared. Measured on a 2-core machine with other jobs running: MiniLM-L6
+# (22M) over the whole default plan took 4.6-6.3 s on 1 thread and 7.3-27 s on 2; the
+# 4-layer test BERT 0.36 s against 17 s.
+SMALL_MODEL_PARAMS = 50_000_000
+
+
+def variant_precision(entry: dict[str, Any], path: Path) -> tuple[str, str]:
+    """The variant's precision and where it came from (manifest, or read off the graph)."""
+    declared = entry.get("precision")
+    if declared in PRECISIONS:
+        return declared, "manifest"
+    from ..graph import is_quantized, load_graph
+
+    model = load_graph(path)
+    if is_quantized(model):
+        return "int8", "graph"
+    if any(t.data_type == 10 for t in model.graph.initializer):
+        return "fp16", "graph"
+    return "fp32", "graph"
+
+
+def load_reference(art: Artifact):
+    """Rebuild the PyTorch model from the manifest's source, as the export did."""
+    from ..sources import SourceRef, load_source
+
+    raw = art.manifest.get("source")
+    if not isinstance(raw, dict) or "kind" not in raw or "location" not in raw:
+        raise UserInputError(f"{art.root}/onnxforge.json records no model source, so there is no PyTorch reference",
+                             hint="re-export the model with `onnxforge export`")
+    ref = SourceRef.from_dict(raw)
+    attn = (art.manifest.get("export") or {}).get("attn_implementation")
+    try:
+        loaded = load_source(ref, attn_implementation=attn)
+    except UserInputError as e:
+        raise UserInputError(
+            f"the PyTorch reference cannot be rebuilt from the artifact's source ({ref.kind} {ref.location}): {e.message}",
+            hint=e.hint or "validate compares with the model the artifact was exported from: restore that source, "
+                           "or re-export from where the model is now",
+        ) from None
+    spec = art.spec
+    if loaded.spec.input_names != spec.input_names or loaded.spec.output_names != spec.output_names:
+        raise UserInputError(
+            f"the source {ref.location} now builds a different model: inputs {list(loaded.spec.input_names)}, "
+            f"outputs {list(loaded.spec.output_names)}; the artifact has inputs {list(spec.input_names)}, "
+            f"outputs {list(spec.output_names)}",
+            hint="re-export the artifact from the current source",
+        )
+    return loaded
+
+
+def build_groups(art: Artifact, spec: ModelSpec, options: ValidateOptions, notes: list[str]) -> list[InputGroup]:
+    """Random shape groups, then the real-text group (user file or built-in sample)."""
+    shapes = list(options.shapes) if options.shapes else default_shapes(spec)
+    groups = random_groups(spec, shapes, options.seed)
+    has_tokenizer = (art.root / "tokenizer.json").is_file()
+    if options.text_file is not None:
+        texts, total = read_texts(options.text_file, options.column, options.max_texts)
+        if not has_tokenizer:
+            raise UserInputError(
+                f"--text needs the artifact's tokenizer, but {art.root} has no tokenizer.json",
+                hint="re-export with --tokenizer PATH, or validate without --text (random inputs only)",
+            )
+        source = {"source": "file", "file": options.text_file.name, "texts_in_file": total}
+        if options.column:
+            source["column"] = options.column
+        if total > len(texts):
+            notes.append(f"used the first {len(texts)} of {total} texts in {options.text_file.name} (max_texts)")
+    elif has_tokenizer:
+        from ..data import sample_texts
+
+        texts = sample_texts(options.sample_size)
+        source = {"source": BUILTIN_SAMPLE}
+    else:
+        notes.append("the artifact has no tokenizer.json: the real-text check was skipped (random inputs only)")
+        return groups
+    from ..tokenizer import check_tokenizer_fits, load_tokenizer
+
+    tokenizer = load_tokenizer(art.root)
+    check_tokenizer_fits(tokenizer, spec, "artifact's tokenizer")
+    groups.append(text_group(spec, tokenizer, texts, options.text_batch_size, source))
+    return groups
+
+
+def reference_threads(module, requested: int | None) -> int | None:
+    """PyTorch intra-op threads for the reference run (None: leave PyTorch's setting)."""
+    if requested is not None:
+        return requested
+    params = sum(p.numel() for p in module.parameters())
+    return 1 if params < SMALL_MODEL_PARAMS else None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Set PyTorch's intra-op threads for a block, then restore them (it is process-wide)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def quiet_runner(session, spec: ModelSpec) -> Callable[[dict], dict]:
+    """Like runners.run_session, but a failing run is only reported once, by validate
+    (ORT would also log it to stderr, where it reads like a crash)."""
+    import onnxruntime as ort
+
+    run_options = ort.RunOptions()
+    run_options.log_severity_level = 4
+    graph_inputs = {i.name for i in session.get_inputs()}
+    names = list(spec.output_names)
+
+    def run(feeds: dict) -> dict:
+        outs = session.run(names, {k: v for k, v in feeds.items() if k in graph_inputs}, run_options)
+        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(names, outs)}
+
+    return run
+
+
+def short_error(e: BaseException) -> str:
+    """First line of an error, without ORT's status prefix and C++ source location."""
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else ""
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"Status Message: \S+:\d+ .*? was false\. ", "", text)
+    return text[:400] or type(e).__name__
+
+
+def _run_all(fn: Callable[[dict], dict], groups: list[InputGroup], what: str) -> tuple[list, dict[str, str], list[float]]:
+    """Run ``fn`` on every batch; a group whose run raises keeps the error (a failed check)."""
+    results: list[list[dict] | None] = []
+    errors: dict[str, str] = {}
+    times: list[float] = []
+    for g in groups:
+        started = time.perf_counter()
+        outs = []
+        try:
+            for feeds in g.batches:
+                outs.append(fn(feeds))
+        except Exception as e:  # a graph that cannot run at a shape: that shape's checks fail
+            shape = "x".join(str(d) for d in feeds["input_ids"].shape)
+            errors[g.name] = f"{what} failed at input shape {shape}: {short_error(e)}"
+            outs = None
+        results.append(outs)
+        times.append(time.perf_counter() - started)
+    return results, errors, times
+
+
+def _pick_localization_feeds(groups: list[InputGroup], checks: list[Check], errors: dict[str, str], cap: int):
+    """Feeds from a failing group: prefer one ORT could run, with padding and few tokens."""
+    failing = [g for g in groups if any(c.group == g.name and not c.passed for c in checks)]
+    if not failing:
+        return None, None
+
+    def cost(g: InputGroup):
+        b = g.batches[0]
+        batch, seq = b["input_ids"].shape
+        return (g.name in errors, seq < 7, batch < 2, min(batch, cap) * seq)
+
+    g = min(failing, key=cost)
+    return g, {k: v[:cap] for k, v in g.batches[0].items()}
+
+
+def validate_artifact(artifact_dir: Path, options: ValidateOptions = ValidateOptions(), *,
+                      progress: Callable[[str], None] | None = None) -> ValidationResult:
+    """Compare ``options.variant`` of the artifact with PyTorch; record the summary in the manifest."""
+    from ..env import machine, versions
+    from ..runners import make_session, run_torch
+
+    started = time.perf_counter()
+    say = progress or (lambda msg: None)
+    art = Artifact.open(artifact_dir)
+    spec = art.spec
+    path = art.variant_path(options.variant)
+    entry = art.variants[options.variant]
+    precision, precision_from = variant_precision(entry, path)
+    unknown = sorted(options.overridden_names() - set(spec.output_names))
+    if unknown:
+        raise UserInputError(
+            f"tolerance override for {', '.join(unknown)}: no such output in the model",
+            hint=f"outputs: {', '.join(spec.output_names)} (or * for all)",
+        )
+    tolerances = {o: options.tolerance_for(o, precision) for o in spec.output_names}
+    notes: list[str] = []
+    if precision_from == "graph":
+        notes.append(f"the manifest gives no known precision for '{options.variant}'; read {precision} off the graph")
+    say("preparing inputs")
+    groups = build_groups(art, spec, options, notes)
+    say("rebuilding the PyTorch reference from the manifest's source")
+    t0 = time.perf_counter()
+    loaded = load_reference(art)
+    load_seconds = time.perf_counter() - t0
+    recorded = (art.manifest.get("files") or {}).get(entry["file"], {}).get("sha256")
+    file_sha = sha256_file(path)
+    if recorded and recorded != file_sha:
+        notes.append(f"{entry['file']} changed since the manifest recorded it (sha256 {file_sha[:12]}... vs {recorded[:12]}...)")
+    session, info = make_session(path, options.device, threads=options.threads)
+
+    say(f"running PyTorch on {len(groups)} groups")
+    threads = reference_threads(loaded.module, options.threads)
+    with torch_threads(threads):
+        expected, torch_errors, torch_times = _run_all(lambda f: run_torch(loaded.module, spec, f), groups, "PyTorch")
+    say(f"running ONNX Runtime ({info.obtained[0]}) on {len(groups)} groups")
+    actual, ort_errors, ort_times = _run_all(quiet_runner(session, spec), groups, "ONNX Runtime")
+    errors = {**ort_errors, **torch_errors}
+
+    checks: list[Check] = []
+    per_output: dict[str, list[dict]] = {o: [] for o in spec.output_names}
+    for g, exp_batches, act_batches, seconds in zip(groups, expected, actual, ort_times):
+        for out in spec.outputs:
+            tol = tolerances[out.name]
+            error = errors.get(g.name)
+            parts: list[dict] = []
+            if error is None:
+                for feeds, e, a in zip(g.batches, exp_batches, act_batches):
+                    if e[out.name].shape != a[out.name].shape:
+                        error = (f"shape {list(a[out.name].shape)} from ONNX Runtime, {list(e[out.name].shape)} from PyTorch "
+                                 f"(input {'x'.join(str(d) for d in feeds['input_ids'].shape)})")
+                        break
+                    parts.append(measure(e[out.name], a[out.name], out, feeds.get("attention_mask"), tol.rtol))
+            metrics = merge(parts) if error is None else merge([])
+            reasons = [] if error else judge(metrics, tol)
+            if error is None:
+                per_output[out.name].extend(parts)
+            checks.append(Check(out.name, g.name, error is None and not reasons, metrics, tol.to_dict(), reasons, error,
+                                seconds=seconds))
+
+    outputs: dict[str, dict[str, Any]] = {}
+    for out in spec.output_names:
+        mine = [c for c in checks if c.output == out]
+        outputs[out] = merge(per_output[out]) | {
+            "passed": all(c.passed for c in mine),
+            "failed_groups": [c.group for c in mine if not c.passed],
+        }
+
+    localization = None
+    passed = all(c.passed for c in checks)
+    if not passed and options.localize:
+        group, feeds = _pick_localization_feeds(groups, checks, errors, options.localize_max_batch)
+        if group is not None:
+            say(f"localizing the departure on {group.name}")
+            from .localize import localize
+
+            try:
+                with torch_threads(threads):
+                    localization = localize(path, loaded, spec, feeds, precision, options.device, group.name,
+                                            trace_shape=(art.manifest.get("export") or {}).get("trace_shape"))
+            except Exception as e:  # the verdict stands; report why localization could not say more
+                if os.environ.get("ONNXFORGE_DEBUG"):
+                    raise
+                localization = {"status": "error", "group": group.name,
+                                "message": f"localization failed: {type(e).__name__}: {short_error(e)}", "stages": []}
+
+    seconds = {
+        "load_reference": round(load_seconds, 3),
+        "pytorch": round(sum(torch_times), 3),
+        "onnxruntime": round(sum(ort_times), 3),
+        "total": round(time.perf_counter() - started, 3),
+    }
+    result = ValidationResult(
+        artifact=str(art.root),
+        variant=options.variant,
+        file=entry["file"],
+        precision=precision,
+        device=info.device,
+        provider=info.obtained[0],
+        providers=list(info.obtained),
+        tolerances={o: t.to_dict() for o, t in tolerances.items()},
+        groups=[g.describe() for g in groups],
+        checks=checks,
+        outputs=outputs,
+        localization=localization,
+        seconds=seconds,
+        environment={
+            "versions": versions(),
+            "machine": machine(),
+            "providers_requested": list(info.requested),
+            "providers_obtained": list(info.obtained),
+            "torch_threads": threads,
+            "ort_threads": options.threads,
+        },
+        notes=notes,
+        options=options.to_dict(),
+        file_sha256=file_sha,
+    )
+    _record(art.root, options.variant, result)
+    return result
+
+
+def _record(root: Path, variant: str, result: ValidationResult) -> None:
+    """Re-read the manifest just before writing, so a stage that saved meanwhile is kept."""
+    art = Artifact.open(root)
+    summary = result.summary()
+    summary["validated_at"] = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    art.record_stage(f"validate.{variant}", summary)
+    art.save()
