@@ -63,6 +63,10 @@ VALIDATE_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
 }
 
 
+_TYPE_NAMES = {str: "a string", int: "a number", float: "a number", bool: "true or false", list: "a list",
+               dict: "a table"}
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     import tomllib
 
@@ -98,8 +102,8 @@ def _check(table: dict[str, Any], schema: dict, where: str, path: Path) -> dict[
         types, is_path = schema[key]
         # bool is an int in Python; a number key must not accept true/false.
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            names = " or ".join(t.__name__ for t in types)
-            raise UserInputError(f"{path}: {where}{key} = {value!r} should be a {names}")
+            names = " or ".join(dict.fromkeys(_TYPE_NAMES[t] for t in types))
+            raise UserInputError(f"{path}: {where}{key} = {value!r} should be {names}")
         if is_path:
             value = str((path.parent / value).resolve()) if not Path(value).is_absolute() else value
         clean[key] = value

@@ -185,6 +185,11 @@ def _verify_folder(root: Path, report: VerifyReport, options: VerifyOptions, say
 
     say("hashing every file")
     bad_files = _check_files(root, manifest, report)
+    problem = _structure_problem(manifest, is_package)
+    if problem:
+        # Without a readable spec and variant table the models cannot be checked.
+        report.add("manifest", MANIFEST_NAME, False, problem)
+        return
     _check_signatures(root, manifest, report, bad_files, is_package)
     if is_package and manifest["package"].get("triton"):
         _check_triton(root, manifest, report, bad_files)
@@ -194,12 +199,37 @@ def _verify_folder(root: Path, report: VerifyReport, options: VerifyOptions, say
                            "package": bool(is_package)})
 
 
+def _structure_problem(manifest: dict[str, Any], is_package: bool) -> str | None:
+    from ..spec import ModelSpec
+
+    try:
+        ModelSpec.from_dict(manifest["spec"])
+    except (KeyError, TypeError, ValueError) as e:
+        return f"the model spec is invalid ({e})"
+    variants = manifest.get("variants")
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) and isinstance(v.get("file"), str) for v in variants.values()):
+        return "the variant table is missing or malformed"
+    if is_package:
+        package = manifest["package"]
+        models = package.get("models")
+        if not isinstance(models, dict) or set(models) != set(variants):
+            return "package.models does not describe exactly the packaged variants"
+        triton = package.get("triton")
+        if triton is not None and (not isinstance(triton, dict) or triton.get("variant") not in models or "folder" not in triton):
+            return "package.triton is malformed"
+    return None
+
+
 def _check_files(root: Path, manifest: dict[str, Any], report: VerifyReport) -> set[str]:
     bad: set[str] = set()
     table = manifest["files"]
     for name, entry in sorted(table.items()):
         path = root / name
-        if ".." in Path(name).parts or Path(name).is_absolute():
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("size"), int):
+            report.add("file", name, False, f"the manifest's entry is malformed: {json.dumps(entry)[:100]}")
+            bad.add(name)
+            continue
+        if ".." in Path(name).parts or Path(name).is_absolute() or not name:
             report.add("file", name, False, "the manifest names a path outside the folder")
             bad.add(name)
             continue

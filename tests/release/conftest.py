@@ -1,0 +1,46 @@
+"""Release fixtures: a writable copy of the tiny export, its package, and archive helpers."""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory, tiny_artifact) -> Path:
+    """A session copy of the tiny export that packaging may record into. Treat as read-only."""
+    dst = tmp_path_factory.mktemp("release_tiny") / "tiny"
+    shutil.copytree(tiny_artifact, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tmp_path_factory, tiny_folder) -> Path:
+    """tiny.tar.gz with the base variant and a Triton repository. Read-only."""
+    from onnxforge.release import PackageOptions, package_artifact
+
+    out = tmp_path_factory.mktemp("release_pkg") / "tiny.tar.gz"
+    report = package_artifact(tiny_folder, out, PackageOptions(triton=True))
+    assert report, report.failures
+    return out
+
+
+def unpack(archive: Path, dest: Path) -> Path:
+    from onnxforge.release.archive import safe_extract
+
+    return safe_extract(archive, dest)
+
+
+def repack(folder: Path, out: Path) -> Path:
+    """A plain tar.gz of ``folder`` (one top-level folder), as a person re-packing it would make."""
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return out
+
+
+@pytest.fixture
+def unpacked(tmp_path, tiny_package) -> Path:
+    return unpack(tiny_package, tmp_path / "unpacked")
