@@ -24,7 +24,7 @@ PackageOut = Annotated[Path | None, typer.Option("--package", help="Archive to w
 Triton = Annotated[bool | None, typer.Option("--triton/--no-triton", help="Add a Triton model repository to the package.", show_default=False)]
 BuildForce = Annotated[bool, typer.Option("--force", help="Redo every stage, and replace --out even if `build` did not write it.")]
 
-_STYLES = {"passed": "green", "reused": "cyan", "failed": "bold red", "skipped": "yellow", "not run": "dim"}
+_STYLES = {"passed": "green", "reused": "cyan", "failed": "bold red", "error": "bold red", "skipped": "yellow", "not run": "dim"}
 
 
 class _Display:
@@ -71,7 +71,7 @@ def render_summary(report, console) -> None:
         table.add_column(col, overflow="fold")
     for s in report.stages:
         style = _STYLES.get(s.status, "")
-        seconds = f"{s.seconds:.1f}" if s.status in ("passed", "failed") else ""
+        seconds = f"{s.seconds:.1f}" if s.status in ("passed", "failed", "error") else ""
         table.add_row(s.name, f"[{style}]{s.status}[/]", seconds, s.detail)
     console.print(table)
 
@@ -120,6 +120,8 @@ def build_command(
         report = build(options, events=display)
     render_summary(report, out_console())
     print_json_maybe(json_path, report.to_dict())
+    if report.error is not None:
+        raise report.error  # its message, hint and exit code (handle_errors)
     if not report:
         failed = report.failed_stage
         err_console().print(

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..artifact import MANIFEST_NAME, Artifact, sha256_file
-from ..errors import CheckFailed, UserInputError
+from ..errors import CheckFailed, OnnxforgeError, UserInputError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # The variant optimize writes for each precision (fp32 is the fused graph).
@@ -32,6 +32,9 @@ VARIANT_FOR_PRECISION = {"fp32": "optimized", "fp16": "fp16", "int8": "int8"}
 DEFAULT_PRECISIONS = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "int8")}
 DEVICES = ("cpu", "cuda", "auto")
 EXPORTERS = ("torchscript", "dynamo")
+# The build's smoke test checks correctness fully and times briefly (a latency table
+# is `onnxforge smoke`'s or `onnxforge bench`'s job); this keeps MiniLM's build short.
+SMOKE_TIMING = {"batch_sizes": (1, 8), "max_seconds": 2.0}
 _VALIDATE_PER_OUTPUT = ("atol", "rtol", "min_cosine", "min_argmax")
 
 
@@ -118,7 +121,7 @@ class BuildOptions:
 @dataclass
 class StageOutcome:
     name: str
-    status: str  # passed, reused, failed, skipped, not run
+    status: str  # passed, reused, failed (a check), error (bad input), skipped, not run
     seconds: float = 0.0
     detail: str = ""
     key: str | None = None
@@ -142,6 +145,8 @@ class BuildReport:
     archive_sha256: str | None = None
     seconds: float = 0.0
     config_file: Path | None = None
+    # A stage that stopped on bad input (exit 2) rather than a failed check.
+    error: OnnxforgeError | None = None
 
     def __bool__(self) -> bool:
         return bool(self.stages) and all(s.ok for s in self.stages)
@@ -152,7 +157,7 @@ class BuildReport:
 
     @property
     def failed_stage(self) -> StageOutcome | None:
-        return next((s for s in self.stages if s.status == "failed"), None)
+        return next((s for s in self.stages if s.status in ("failed", "error")), None)
 
     @property
     def reused(self) -> list[str]:
@@ -231,7 +236,11 @@ Event = Callable[[str, Any], None]
 
 
 class _Stop(Exception):
-    """A stage failed its check: the pipeline stops here."""
+    """A stage failed its check (or its input was wrong): the pipeline stops here."""
+
+    def __init__(self, name: str, error: OnnxforgeError | None = None):
+        super().__init__(name)
+        self.error = error
 
 
 def _call(fn, *args, progress=None, **kwargs):
@@ -297,7 +306,15 @@ class _Runner:
         if self.reusable(name, key):
             outcome = StageOutcome(name, "reused", 0.0, reuse_detail() if reuse_detail else "inputs unchanged", key)
         else:
-            passed, detail = fn(lambda msg: self.emit("progress", msg))
+            try:
+                passed, detail = fn(lambda msg: self.emit("progress", msg))
+            except OnnxforgeError as e:
+                # Shown in the summary, then raised again by the CLI for its exit code.
+                status = "failed" if isinstance(e, CheckFailed) else "error"
+                outcome = StageOutcome(name, status, time.perf_counter() - started, e.message, key)
+                self.report.stages.append(outcome)
+                self.emit("done", outcome)
+                raise _Stop(name, e) from None
             outcome = StageOutcome(name, "passed" if passed else "failed", time.perf_counter() - started, detail, key)
             if passed and (self.out / MANIFEST_NAME).is_file():
                 self.record_key(name, key)
@@ -405,12 +422,13 @@ class _Runner:
 
     def smoke(self, variant: str, device: str) -> None:
         name = f"smoke.{variant}"
-        key = _digest(name, __version__, self.keys[f"optimize.{variant}"], device)
+        key = _digest(name, __version__, self.keys[f"optimize.{variant}"], device, SMOKE_TIMING)
 
         def run(say):
             from ..serve_smoke import SmokeOptions, smoke_artifact
 
-            report = _call(smoke_artifact, self.out, _options(SmokeOptions, variant=variant, device=device), progress=say)
+            opts = _options(SmokeOptions, variant=variant, device=device, **SMOKE_TIMING)
+            report = _call(smoke_artifact, self.out, opts, progress=say)
             if report:
                 return True, _smoke_detail(self.artifact().stage(name) or {})
             failures = getattr(report, "failures", None)
@@ -476,8 +494,12 @@ def _parity_detail(summary: dict[str, Any]) -> str:
 
 
 def _smoke_detail(record: dict[str, Any]) -> str:
-    keys = [k for k in ("texts", "provider", "latency_ms", "throughput") if k in record]
-    return ", ".join(f"{k} {record[k]}" for k in keys) or "passed"
+    checks = record.get("checks") or []
+    parts = [f"{sum(1 for c in checks if c.get('passed'))}/{len(checks)} checks"] if checks else []
+    for row in record.get("latency") or []:
+        if isinstance(row, dict) and row.get("p50_ms") is not None:
+            parts.append(f"batch {row.get('batch_size')} p50 {row['p50_ms']:.1f} ms")
+    return ", ".join(parts) or ("passed" if record.get("passed") else "")
 
 
 def resolve_device(device: str) -> str:
@@ -525,7 +547,8 @@ def build(options: BuildOptions, *, events: Event | None = None) -> BuildReport:
                 runner.smoke(v, device)
         runner.package(["base", *variants], device)
         runner.verify(device)
-    except _Stop:
+    except _Stop as stop:
+        report.error = stop.error
         done = {s.name for s in report.stages}
         report.stages += [StageOutcome(name, "not run") for name in plan if name not in done]
     report.seconds = time.perf_counter() - started

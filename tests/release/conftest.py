@@ -10,6 +10,24 @@ import pytest
 
 
 @pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_bert_dir) -> Path:
+    """The tiny seeded BERT with a tokenizer_config that fits its 128 positions.
+
+    The shared fixture borrows MiniLM's tokenizer files, whose model_max_length (512)
+    exceeds the tiny model's position table; smoke rightly refuses that.
+    """
+    import json
+
+    dst = tmp_path_factory.mktemp("release_model") / "tiny_bert"
+    shutil.copytree(tiny_bert_dir, dst)
+    cfg = json.loads((dst / "tokenizer_config.json").read_text())
+    positions = json.loads((dst / "config.json").read_text())["max_position_embeddings"]
+    cfg["model_max_length"] = positions
+    (dst / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+@pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory, tiny_artifact) -> Path:
     """A session copy of the tiny export that packaging may record into. Treat as read-only."""
     dst = tmp_path_factory.mktemp("release_tiny") / "tiny"
