@@ -62,3 +62,20 @@ def repack(folder: Path, out: Path) -> Path:
 @pytest.fixture
 def unpacked(tmp_path, tiny_package) -> Path:
     return unpack(tiny_package, tmp_path / "unpacked")
+
+
+@pytest.fixture(scope="session")
+def minilm_build(tmp_path_factory):
+    """The README's main command, run once as a user runs it: `onnxforge build --out artifacts/minilm --force`.
+
+    Returns (working folder, completed process). Read-only for tests.
+    """
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("minilm_build")
+    exe = shutil.which("onnxforge")
+    cmd = [exe] if exe else [sys.executable, "-m", "onnxforge.cli"]
+    proc = subprocess.run([*cmd, "build", "--out", "artifacts/minilm", "--force", "--json", "summary.json"],
+                          cwd=root, capture_output=True, text=True, timeout=900)
+    return root, proc

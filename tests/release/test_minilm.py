@@ -1,0 +1,49 @@
+"""The README's main command on the real MiniLM: a fused fp32 and an int8 variant, validated, packaged, verified."""
+
+from __future__ import annotations
+
+import json
+
+from onnxforge.artifact import Artifact, sha256_file
+
+STAGES = ["export", "optimize.optimized", "optimize.int8", "validate.optimized", "validate.int8",
+          "smoke.optimized", "smoke.int8", "package", "verify"]
+
+
+def test_readme_build_produces_a_verified_package(minilm_build, cli):
+    root, proc = minilm_build
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((root / "summary.json").read_text())
+    assert [s["name"] for s in summary["stages"]] == STAGES
+    assert {s["status"] for s in summary["stages"]} == {"passed"}
+    archive = root / "artifacts" / "minilm.tar.gz"
+    assert summary["archive_sha256"] == sha256_file(archive)
+    assert "built and verified" in proc.stdout and "validate.int8" in proc.stdout  # the summary table
+    art = Artifact.open(root / "artifacts" / "minilm")
+    fused = art.stage("optimize.optimized")
+    assert fused["passed"] is True
+    validated = art.stage("validate.int8")
+    assert validated["passed"] is True and validated["precision"] == "int8"
+    # an independent verify of the archive, as a release consumer runs it
+    code, out, err = cli("verify", archive)
+    assert code == 0, (out, err)
+
+
+def test_minilm_package_manifest_records_fusions_and_parity(minilm_build, tmp_path):
+    from onnxforge.release.archive import safe_extract
+
+    root, proc = minilm_build
+    assert proc.returncode == 0
+    folder = safe_extract(root / "artifacts" / "minilm.tar.gz", tmp_path)
+    m = json.loads((folder / "onnxforge.json").read_text())
+    models = m["package"]["models"]
+    assert sorted(models) == ["base", "int8", "optimized"]
+    assert models["optimized"]["fused_ops"].get("Attention") == 6
+    assert models["optimized"]["fused_ops"].get("SkipLayerNormalization") == 12
+    assert models["int8"]["quantized"] is True and models["int8"]["precision"] == "int8"
+    parity = m["package"]["parity"]
+    assert parity["optimized"]["source"] == "validate.optimized" and parity["optimized"]["passed"] is True
+    assert parity["int8"]["outputs"]["last_hidden_state"]["min_cosine"] >= 0.95
+    assert m["package"]["default_variant"] == "optimized"
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "all-MiniLM-L6-v2" in card and "Attention 6" in card and "`int8`" in card
