@@ -15,6 +15,9 @@ def write_plot(report: BenchReport, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
 
     rows = [r.to_dict() for r in report.rows]
     seqs = sorted({r["seq"] for r in rows})
@@ -38,15 +41,18 @@ def write_plot(report: BenchReport, path: str | Path) -> Path:
         for ax, ylabel in ((lat_ax, "latency ms (bar: median, whisker: p99)"), (thr_ax, "throughput, sequences/s")):
             ax.set_xticks(x, [f"batch {b}" for b in batches])
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
             ax.set_ylabel(ylabel)
             ax.grid(axis="y", which="both", alpha=0.3)
         lat_ax.set_title(f"sequence length {seq}")
-    axes[0][0].legend(fontsize=8, loc="upper left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(keys), 4), fontsize=8, frameon=False)
     m = report.machine
     gpu = ", ".join(g["name"] for g in m.get("gpus", [])) or "no GPU"
     fig.suptitle(f"{report.model.get('name')}: {m.get('cpu')} ({m.get('usable_cores')} cores), {gpu}, "
                  f"onnxruntime {m.get('versions', {}).get('onnxruntime')}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05 + 0.02 * ((len(keys) - 1) // 4), 1, 1))
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

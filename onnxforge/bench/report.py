@@ -110,6 +110,22 @@ class BenchReport:
     created: str = ""
     machine_after: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def warnings(self) -> list[str]:
+        """What makes these numbers less trustworthy, said next to them."""
+        out = []
+        cores = self.machine.get("usable_cores") or 0
+        for when, m in (("start", self.machine), ("end", self.machine_after)):
+            la = (m or {}).get("load_average")
+            if la and cores and la[0] > cores + 0.5:
+                out.append(f"the machine was busy at the {when} (1-minute load {la[0]:.1f} on {cores} cores): "
+                           "figures are noisy, and PyTorch's OpenMP threads slow down sharply when cores are shared")
+        unstable = sorted({r.key for r in self.rows if r.spread > float(self.options.get("target_spread", 0.05))})
+        if unstable:
+            out.append(f"per-cycle medians did not agree within {100 * self.options.get('target_spread', 0.05):.0f}% "
+                       f"for: {', '.join(unstable)} (see the noise column)")
+        return out
+
     def __bool__(self) -> bool:
         return bool(self.rows) and all(r.samples_s for r in self.rows)
 
@@ -118,7 +134,7 @@ class BenchReport:
             "kind": "onnxforge-bench", "schema": 1, "created": self.created, "seconds": self.seconds,
             "artifact": self.artifact, "model": self.model, "options": self.options,
             "machine": self.machine, "machine_after": self.machine_after, "peaks": self.peaks,
-            "rows": [r.to_dict() for r in self.rows], "skipped": self.skipped,
+            "rows": [r.to_dict() for r in self.rows], "skipped": self.skipped, "warnings": self.warnings,
         }
 
     # -- rendering --------------------------------------------------------------------
@@ -147,6 +163,8 @@ class BenchReport:
         lines.append("- noise %: spread of the per-cycle medians, (max - min) / median.")
         for s in self.skipped:
             lines.append(f"- skipped {s['contender']} on {s['device']}: {s['reason']}")
+        for w in self.warnings:
+            lines.append(f"- warning: {w}")
         return lines
 
     def markdown(self) -> str:

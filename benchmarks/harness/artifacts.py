@@ -1,0 +1,90 @@
+"""The models the harness measures: MiniLM (the built-in) and a BERT-base-sized model
+built from a config with random weights, each exported and optimized with onnxforge's
+own CLI, cached in the work folder between runs."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .proc import ONNXFORGE, run_measured
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+MODELS = ("minilm", "bert-base")
+
+
+def has_command(module: str, name: str) -> bool:
+    """Whether an onnxforge stage's CLI module exists and offers ``name``."""
+    try:
+        if importlib.util.find_spec(module) is None:
+            return False
+        return name in getattr(importlib.import_module(module), "COMMANDS", {})
+    except Exception:  # a stage mid-edit must not stop the other sections
+        return False
+
+
+def build_bert_base_folder(folder: Path) -> Path:
+    """BERT-base dimensions (12 layers, hidden 768, 12 heads, FFN 3072, vocab 30522),
+    seeded random weights, saved with save_pretrained beside MiniLM's tokenizer (same
+    30522-token uncased vocabulary). Speed does not depend on the weights' values."""
+    import torch
+    import transformers
+
+    from onnxforge.sources.builtin import builtin_model_dir
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = transformers.BertModel(transformers.BertConfig()).eval()
+    model.save_pretrained(folder)
+    src = builtin_model_dir()
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(src / name, folder / name)
+    return folder
+
+
+def _variants(art: Path) -> dict[str, Any]:
+    try:
+        return json.loads((art / "onnxforge.json").read_text()).get("variants", {})
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def prepare(name: str, work: Path, *, given: Path | None, optimize: bool, log) -> dict[str, Any]:
+    """Export (and optimize) one model into ``work``; reuse what a previous run built."""
+    info: dict[str, Any] = {"model": name}
+    if given is not None:
+        info.update(artifact=str(given), built=False, variants=sorted(_variants(given)))
+        return info
+    art = work / name
+    steps = []
+    if not (art / "onnxforge.json").is_file():
+        if name == "minilm":
+            cmd = ONNXFORGE + ["export", "--out", str(art), "--force"]
+        elif name == "bert-base":
+            hf = work / "bert-base-hf"
+            if not (hf / "config.json").is_file():
+                log("building a BERT-base-sized model from BertConfig() (random weights, seed 0)")
+                build_bert_base_folder(hf)
+            cmd = ONNXFORGE + ["export", str(hf), "--out", str(art), "--force"]
+        else:
+            raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+        log(f"exporting {name}: {' '.join(cmd[2:])}")
+        r = run_measured(cmd, timeout=1800)
+        steps.append({"step": "export", "returncode": r["returncode"], "wall_s": r["wall_s"]})
+        if r["returncode"] != 0:
+            raise RuntimeError(f"export of {name} failed:\n{r['stderr'][-2000:]}")
+    if optimize and len(_variants(art)) <= 1:
+        if has_command("onnxforge.optimize.cli", "optimize"):
+            cmd = ONNXFORGE + ["optimize", str(art)]
+            log(f"optimizing {name}: {' '.join(cmd[2:])}")
+            r = run_measured(cmd, timeout=3600)
+            steps.append({"step": "optimize", "returncode": r["returncode"], "wall_s": r["wall_s"],
+                          "stderr_tail": r["stderr"][-1500:] if r["returncode"] else ""})
+        else:
+            steps.append({"step": "optimize", "skipped": "onnxforge optimize is not available in this checkout"})
+    info.update(artifact=str(art), built=bool(steps), steps=steps, variants=sorted(_variants(art)))
+    return info
