@@ -441,10 +441,10 @@ class _Runner:
 
         archive = self.options.archive
         opts = PackageOptions(variants=tuple(variants), triton=self.options.triton, device=device, force=True)
-        upstream = {k: v for k, v in self.keys.items()}
-        key = _digest("package", __version__, upstream, opts.to_dict(), archive.name)
+        key = _digest("package", __version__, dict(self.keys), opts.to_dict(), archive.name)
         record = self.artifact().stage("package") or {}
-        still_there = archive.is_file() and record.get("sha256") == sha256_file(archive) if archive.is_file() else False
+        # Reuse needs the very archive that was written: present, with its recorded sha256.
+        still_there = archive.is_file() and record.get("sha256") == sha256_file(archive)
 
         def run(say):
             report = package_artifact(self.out, archive, opts, progress=say)

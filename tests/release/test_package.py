@@ -126,3 +126,29 @@ def test_existing_archive_needs_force(folder_copy, tmp_path, cli):
     assert code == 0, err
     with tarfile.open(out) as tar:
         assert "x/onnxforge.json" in tar.getnames()
+
+
+def test_external_weights_travel_with_their_graph(tmp_path, tiny_model_dir, cli):
+    """A model whose weights live in model.onnx.data (the >2 GB path): packaged, served, verified."""
+    from onnxforge.export import ExportOptions, export_model
+    from onnxforge.sources import resolve_source
+
+    folder = tmp_path / "ext"
+    assert export_model(resolve_source(str(tiny_model_dir)), folder, ExportOptions(external_data_threshold=1000))
+    assert (folder / "model.onnx.data").is_file()
+    archive = tmp_path / "ext.tar.gz"
+    code, _, err = cli("package", folder, "--out", archive, "--triton")
+    assert code == 0, err
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert {"ext/model.onnx.data", "ext/triton/ext/1/model.onnx", "ext/triton/ext/1/model.onnx.data"} <= set(names)
+    code, out, err = cli("verify", archive)
+    assert code == 0, (out, err)
+    from .conftest import repack, unpack
+
+    unpacked = unpack(archive, tmp_path / "u")
+    data = bytearray((unpacked / "model.onnx.data").read_bytes())
+    data[100] ^= 0x10
+    (unpacked / "model.onnx.data").write_bytes(bytes(data))
+    code, _, err = cli("verify", repack(unpacked, tmp_path / "changed.tar.gz"))
+    assert code == 1 and "model.onnx.data" in err
