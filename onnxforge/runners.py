@@ -66,8 +66,39 @@ def cuda_unavailable_reason() -> str | None:
     return None
 
 
-def make_session(path: Path, device: str = "cpu", *, threads: int | None = None, optimization: str = "all"):
-    """An ORT session for ``device`` (cpu, cuda or auto), checked against what ORT gave."""
+def cuda_provider_load_error() -> str | None:
+    """Load ORT's CUDA provider library by hand; the loader's error names the missing dependency.
+
+    ORT itself only logs that the provider failed and carries on with CPU; loading the
+    library directly turns that into e.g. "libcublasLt.so.13: cannot open shared object file".
+    """
+    import ctypes
+    import os
+
+    import onnxruntime as ort
+
+    lib = Path(os.path.dirname(ort.__file__)) / "capi" / "libonnxruntime_providers_cuda.so"
+    if not lib.is_file():
+        return None
+    try:
+        ctypes.CDLL(str(lib))
+    except OSError as e:
+        return f"{lib.name} did not load: {e}"
+    return None
+
+
+def make_session(
+    path: Path,
+    device: str = "cpu",
+    *,
+    threads: int | None = None,
+    optimization: str = "all",
+    config: dict[str, str] | None = None,
+):
+    """An ORT session for ``device`` (cpu, cuda or auto), checked against what ORT gave.
+
+    ``config``: extra session config entries (e.g. ``session.intra_op.allow_spinning``).
+    """
     import onnxruntime as ort
 
     if device not in DEVICES:
@@ -76,6 +107,8 @@ def make_session(path: Path, device: str = "cpu", *, threads: int | None = None,
     so.log_severity_level = 3
     if threads:
         so.intra_op_num_threads = threads
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(key, str(value))
     so.graph_optimization_level = {
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -96,6 +129,9 @@ def make_session(path: Path, device: str = "cpu", *, threads: int | None = None,
     info = SessionInfo(tuple(providers), tuple(session.get_providers()))
     if device == "cuda" and info.device != "cuda":
         reason = cuda_unavailable_reason() or preload_error or "CUDA provider failed to initialise (see ORT logs)"
+        library = cuda_provider_load_error()
+        if library and library not in reason:
+            reason = f"{reason}; {library}"
         raise CheckFailed(
             f"CUDA was requested but ONNX Runtime fell back to CPU: requested {list(info.requested)}, "
             f"obtained {list(info.obtained)}; {reason}",
