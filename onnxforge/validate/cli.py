@@ -62,8 +62,16 @@ def validate_command(
         localize=not no_localize,
         threads=threads,
     )
-    with err_console().status("validating") as status:
-        result = validate_artifact(artifact, options, progress=lambda m: status.update(m))
+    from ..errors import CheckFailed
+
+    try:
+        with err_console().status("validating") as status:
+            result = validate_artifact(artifact, options, progress=lambda m: status.update(m))
+    except CheckFailed as e:  # nothing was compared (CUDA fell back): CI still gets its reports
+        from .report import write_error_reports
+
+        write_error_reports(options.variant, e.message, json_path, junit)
+        raise
     render(result, out_console())
     if json_path is not None:
         write_json(result, json_path)

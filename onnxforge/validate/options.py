@@ -52,9 +52,10 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
 }
 
 # Localization: the relative L2 error (||onnx - torch|| / ||torch|| on real tokens) a
-# hidden state may carry before it counts as departing from PyTorch. Clean MiniLM:
-# ~1e-7 in fp32, ~2e-3 in fp16, ~5e-2 in dynamic int8 at the last layer.
-LOCALIZE_FLOOR = {"fp32": 1e-5, "fp16": 1e-2, "int8": 0.15}
+# hidden state may carry before it counts as departing from PyTorch. Clean MiniLM,
+# worst stage at 4 x 128: 1.4e-6 in fp32 (fused or not), 1.5e-3 in fp16, 0.19 in
+# dynamic per-channel int8 (its last layer).
+LOCALIZE_FLOOR = {"fp32": 1e-5, "fp16": 1e-2, "int8": 0.25}
 
 
 def _check_overrides(values: dict[str, float], flag: str, *, upper: float | None = None, finite: bool = False) -> dict[str, float]:

@@ -149,3 +149,20 @@ def write_junit(result: ValidationResult, path: Path) -> None:
     tree = junit_tree(result)
     ET.indent(tree)
     atomic_write_bytes(Path(path), ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True))
+
+
+def write_error_reports(variant: str, message: str, json_path: Path | None, junit_path: Path | None) -> None:
+    """Reports for a run that could not compare anything (e.g. CUDA asked, CPU obtained),
+    so a CI job that reads them still shows the failure."""
+    if json_path is not None:
+        atomic_write_json(Path(json_path), {"passed": False, "variant": variant, "error": message, "checks": [],
+                                            "failures": [message]})
+    if junit_path is not None:
+        suites = ET.Element("testsuites", name="onnxforge validate", tests="1", failures="1", errors="0")
+        suite = ET.SubElement(suites, "testsuite", name=f"onnxforge.validate.{variant}", tests="1", failures="1",
+                              errors="0", skipped="0")
+        case = ET.SubElement(suite, "testcase", classname=f"onnxforge.validate.{variant}", name="session")
+        ET.SubElement(case, "failure", type="SessionFailure", message=message).text = message
+        tree = ET.ElementTree(suites)
+        ET.indent(tree)
+        atomic_write_bytes(Path(junit_path), ET.tostring(suites, encoding="utf-8", xml_declaration=True))

@@ -83,6 +83,7 @@ def test_layer2_corruption_fails_and_is_localized(deep_tiny_artifact, copy_artif
     assert "encoder layer 2" in err
     loc = report["localization"]
     assert loc["status"] == "found" and loc["layer"] == 2 and loc["stage"] == "encoder layer 2"
+    assert loc["gradual"] is False  # a jump, not accumulated rounding
     assert loc["torch_module"].endswith("encoder.layer.2")
     assert "layer.2" in loc["onnx_tensor"], loc
     stages = {s["stage"]: s for s in loc["stages"]}
@@ -116,6 +117,13 @@ def test_fused_variants_pass_and_corruption_is_localized(deep_tiny_artifact, cop
     assert 1e-5 < fp16["outputs"]["last_hidden_state"]["max_abs"] < 2e-2
     manifest = Artifact.open(art).manifest
     assert manifest["stages"]["validate.optimized"]["passed"] and manifest["stages"]["validate.fp16"]["passed"]
+
+    # fp16 noise is larger, so a larger break: still found, in the fp16 graph's own tensors.
+    scale_initializer(art / "model_fp16.onnx", lambda m: layer_initializer(m, 2, "output.LayerNorm.weight"), 1.5)
+    code, _, err = cli("validate", art, "--variant", "fp16", "--json", tmp_path / "fp16b.json")
+    assert code == 1
+    loc = read_json(tmp_path / "fp16b.json")["localization"]
+    assert loc["layer"] == 2 and loc["onnx_op"] == "SkipLayerNormalization", loc
 
     scale_initializer(art / "model_optimized.onnx", lambda m: layer_initializer(m, 2, "output.LayerNorm.weight"), 1.05)
     code, _, err = cli("validate", art, "--variant", "optimized", "--json", tmp_path / "opt.json")
@@ -250,16 +258,22 @@ def test_real_text_from_txt_and_csv(deep_tiny_artifact, copy_artifact, cli, tmp_
     assert Artifact.open(art).stage("validate.base")["text_source"] == "file"
 
 
-def test_cuda_requested_without_cuda_exits_1(deep_tiny_artifact, copy_artifact, cli):
+def test_cuda_requested_without_cuda_exits_1(deep_tiny_artifact, copy_artifact, cli, tmp_path):
     from onnxforge.runners import cuda_unavailable_reason
 
     if cuda_unavailable_reason() is None:
         pytest.skip("CUDA works here; the fallback cannot be provoked")
     art = copy_artifact(deep_tiny_artifact)
-    code, out, err = cli("validate", art, "--device", "cuda", "--shape", "1x7")
+    code, out, err = cli("validate", art, "--device", "cuda", "--shape", "1x7", "--junit", tmp_path / "r.xml",
+                         "--json", tmp_path / "r.json")
     assert code == 1, (out, err)
     assert "CUDAExecutionProvider" in err and "CPUExecutionProvider" in err and "fell back" in err
     assert "Traceback" not in out + err
+    # CI still gets its reports, saying why.
+    cases = junit_cases(tmp_path / "r.xml")
+    assert len(cases) == 1 and "fell back" in cases[0].find("failure").get("message")
+    assert read_json(tmp_path / "r.json")["passed"] is False
+    assert "validate.base" not in Artifact.open(art).manifest["stages"]
 
 
 @pytest.mark.cuda
