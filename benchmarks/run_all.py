@@ -134,34 +134,49 @@ def main(argv: list[str] | None = None) -> int:
         arts[name] = Path(info["artifact"])
     devices = tuple(args.device.split(","))
 
+    failures = []
     for section in SECTIONS:
         if section not in sections:
             continue
         log(f"== {section}")
-        if section == "inference":
-            results["sections"]["inference"] = {
-                m: inference.run(arts[m], texts, devices=devices, batched=args.batched, quick=args.quick, log=log)
-                for m in models}
-        elif section == "tokenizers":
-            results["sections"]["tokenizers"] = tokenization.run(
-                arts[models[0]], texts[: args.tokenizer_texts], cycles=args.tokenizer_cycles, log=log)
-        elif section == "csv":
-            results["sections"]["csv"] = {
-                m: csvjob.run(arts[m], texts, rows=args.csv_rows, naive_rows=args.naive_csv_rows,
-                              batch_size=args.batch_size, naive_max_length=args.naive_max_length,
-                              naive_chunk=args.naive_chunk, work=args.work / f"csv-{m}", log=log)
-                for m in csv_models}
-        elif section == "server":
-            results["sections"]["server"] = {
-                m: serving.run(arts[m], texts, loads=_loads(args.server_loads if m == "minilm" else args.base_server_loads),
-                               max_batch=args.max_batch, naive_max_length=args.naive_max_length,
-                               work=args.work / f"server-{m}", log=log, quick=args.quick)
-                for m in models}
+        try:
+            run_section(section, args, results, arts, texts, models, csv_models, devices, log)
+        except Exception as e:  # one broken section must not lose the others' figures
+            import traceback
+
+            failures.append(section)
+            results["sections"][section] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-3000:]}
+            log(f"{section} failed: {type(e).__name__}: {e}")
         save()
+    failures += report.failures(results)
     save()
     log(f"wrote {json_path} and {md_path} in {time.perf_counter() - started:.0f}s")
     print(md_path.read_text())
-    return 0
+    if failures:
+        log(f"failed: {', '.join(sorted(set(failures)))}")
+    return 1 if failures else 0
+
+
+def run_section(section, args, results, arts, texts, models, csv_models, devices, log) -> None:
+    if section == "inference":
+        results["sections"]["inference"] = {
+            m: inference.run(arts[m], texts, devices=devices, batched=args.batched, quick=args.quick, log=log)
+            for m in models}
+    elif section == "tokenizers":
+        results["sections"]["tokenizers"] = tokenization.run(
+            arts[models[0]], texts[: args.tokenizer_texts], cycles=args.tokenizer_cycles, log=log)
+    elif section == "csv":
+        results["sections"]["csv"] = {
+            m: csvjob.run(arts[m], texts, rows=args.csv_rows, naive_rows=args.naive_csv_rows,
+                          batch_size=args.batch_size, naive_max_length=args.naive_max_length,
+                          naive_chunk=args.naive_chunk, work=args.work / f"csv-{m}", log=log)
+            for m in csv_models}
+    elif section == "server":
+        results["sections"]["server"] = {
+            m: serving.run(arts[m], texts, loads=_loads(args.server_loads if m == "minilm" else args.base_server_loads),
+                           max_batch=args.max_batch, naive_max_length=args.naive_max_length,
+                           work=args.work / f"server-{m}", log=log, quick=args.quick)
+            for m in models}
 
 
 if __name__ == "__main__":

@@ -32,13 +32,18 @@ def _embedding_checker(hidden: int):
 def _measure(label: str, cmd: list[str], port: int, ready: str, payloads: list[dict], loads: list[tuple[int, int]],
              hidden: int, log_path: Path, log) -> dict[str, Any]:
     log(f"starting {label}")
-    with server(cmd, port, ready, log=log_path) as (_, boot_s):
-        runs = []
-        for concurrency, total in loads:
-            log(f"{label}: {total} requests at concurrency {concurrency}")
-            runs.append(run_load("127.0.0.1", port, "/embed", payloads, concurrency=concurrency, total=total,
-                                 warmup=5, check=_embedding_checker(hidden)))
-    return {"boot_s": boot_s, "runs": runs, "command": " ".join(cmd[2:] if cmd[:3] == ONNXFORGE else cmd[1:])}
+    shown = " ".join(cmd[3:] if cmd[:3] == ONNXFORGE else [Path(cmd[1]).name] + cmd[2:])
+    try:
+        with server(cmd, port, ready, log=log_path) as (_, boot_s):
+            runs = []
+            for concurrency, total in loads:
+                log(f"{label}: {total} requests at concurrency {concurrency}")
+                runs.append(run_load("127.0.0.1", port, "/embed", payloads, concurrency=concurrency, total=total,
+                                     warmup=5, check=_embedding_checker(hidden)))
+    except (RuntimeError, AssertionError, OSError) as e:
+        log(f"{label} failed: {e}")
+        return {"error": str(e)[-2000:], "command": shown}
+    return {"boot_s": boot_s, "runs": runs, "command": shown}
 
 
 def components(art: Path, texts: list[str], *, variant: str, naive_max_length: int, quick: bool) -> dict[str, Any]:
