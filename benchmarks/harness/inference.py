@@ -26,7 +26,8 @@ def run(art: Path, texts: list[str], *, devices: tuple[str, ...], batched: int, 
     lengths = token_lengths(art, texts)
     seq = int(statistics.median(lengths))
     common = dict(batch_sizes=(1, batched), seq_lens=(seq,), devices=devices)
-    options = BenchOptions.quick(**common) if quick else BenchOptions(min_repeats=3, **common)
+    # Bounded: a noisy machine must not stretch the harness past its ~10 minutes.
+    options = BenchOptions.quick(**common) if quick else BenchOptions(min_repeats=3, max_cycles=4, block_seconds=0.3, **common)
     report = run_bench(art, options, progress=log)
     data = report.to_dict()
     rows = []
