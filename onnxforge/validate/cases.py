@@ -126,7 +126,10 @@ def read_texts(path: Path, column: str | None, limit: int) -> tuple[list[str], i
         return texts[:limit], len(texts)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    columns = [c for c in (reader.fieldnames or []) if c is not None]
+    try:
+        columns = [c for c in (reader.fieldnames or []) if c is not None]
+    except csv.Error as e:
+        raise UserInputError(f"--text {path} is not a valid CSV: {e}") from None
     if not columns:
         raise UserInputError(f"--text {path} is empty: no header row", hint="a CSV needs a header row naming its columns")
     if column is None:

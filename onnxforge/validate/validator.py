@@ -183,6 +183,39 @@ def _run_all(fn: Callable[[dict], dict], groups: list[InputGroup], what: str) ->
     return results, errors, times
 
 
+def judge_groups(spec: ModelSpec, groups: list[InputGroup], expected: list, actual: list, errors: dict[str, str],
+                 tolerances: dict, seconds: list[float]) -> tuple[list[Check], dict[str, dict[str, Any]]]:
+    """One check per output and group (every failure kept), and each output's overall metrics."""
+    checks: list[Check] = []
+    per_output: dict[str, list[dict]] = {o: [] for o in spec.output_names}
+    for g, exp_batches, act_batches, group_seconds in zip(groups, expected, actual, seconds):
+        for out in spec.outputs:
+            tol = tolerances[out.name]
+            error = errors.get(g.name)
+            parts: list[dict] = []
+            if error is None:
+                for feeds, e, a in zip(g.batches, exp_batches, act_batches):
+                    if e[out.name].shape != a[out.name].shape:
+                        error = (f"shape {list(a[out.name].shape)} from ONNX Runtime, {list(e[out.name].shape)} from PyTorch "
+                                 f"(input {'x'.join(str(d) for d in feeds['input_ids'].shape)})")
+                        break
+                    parts.append(measure(e[out.name], a[out.name], out, feeds.get("attention_mask"), tol.rtol))
+            metrics = merge(parts) if error is None else merge([])
+            reasons = [] if error else judge(metrics, tol)
+            if error is None:
+                per_output[out.name].extend(parts)
+            checks.append(Check(out.name, g.name, error is None and not reasons, metrics, tol.to_dict(), reasons, error,
+                                seconds=group_seconds))
+    outputs: dict[str, dict[str, Any]] = {}
+    for out in spec.output_names:
+        mine = [c for c in checks if c.output == out]
+        outputs[out] = merge(per_output[out]) | {
+            "passed": all(c.passed for c in mine),
+            "failed_groups": [c.group for c in mine if not c.passed],
+        }
+    return checks, outputs
+
+
 def _pick_localization_feeds(groups: list[InputGroup], checks: list[Check], errors: dict[str, str], cap: int):
     """Feeds from a failing group: prefer one ORT could run, with padding and few tokens."""
     failing = [g for g in groups if any(c.group == g.name and not c.passed for c in checks)]
@@ -241,34 +274,7 @@ def validate_artifact(artifact_dir: Path, options: ValidateOptions = ValidateOpt
     actual, ort_errors, ort_times = _run_all(quiet_runner(session, spec), groups, "ONNX Runtime")
     errors = {**ort_errors, **torch_errors}
 
-    checks: list[Check] = []
-    per_output: dict[str, list[dict]] = {o: [] for o in spec.output_names}
-    for g, exp_batches, act_batches, seconds in zip(groups, expected, actual, ort_times):
-        for out in spec.outputs:
-            tol = tolerances[out.name]
-            error = errors.get(g.name)
-            parts: list[dict] = []
-            if error is None:
-                for feeds, e, a in zip(g.batches, exp_batches, act_batches):
-                    if e[out.name].shape != a[out.name].shape:
-                        error = (f"shape {list(a[out.name].shape)} from ONNX Runtime, {list(e[out.name].shape)} from PyTorch "
-                                 f"(input {'x'.join(str(d) for d in feeds['input_ids'].shape)})")
-                        break
-                    parts.append(measure(e[out.name], a[out.name], out, feeds.get("attention_mask"), tol.rtol))
-            metrics = merge(parts) if error is None else merge([])
-            reasons = [] if error else judge(metrics, tol)
-            if error is None:
-                per_output[out.name].extend(parts)
-            checks.append(Check(out.name, g.name, error is None and not reasons, metrics, tol.to_dict(), reasons, error,
-                                seconds=seconds))
-
-    outputs: dict[str, dict[str, Any]] = {}
-    for out in spec.output_names:
-        mine = [c for c in checks if c.output == out]
-        outputs[out] = merge(per_output[out]) | {
-            "passed": all(c.passed for c in mine),
-            "failed_groups": [c.group for c in mine if not c.passed],
-        }
+    checks, outputs = judge_groups(spec, groups, expected, actual, errors, tolerances, ort_times)
 
     localization = None
     passed = all(c.passed for c in checks)
@@ -325,9 +331,16 @@ def validate_artifact(artifact_dir: Path, options: ValidateOptions = ValidateOpt
 
 
 def _record(root: Path, variant: str, result: ValidationResult) -> None:
-    """Re-read the manifest just before writing, so a stage that saved meanwhile is kept."""
+    """Re-read the manifest just before writing, so a stage that saved meanwhile is kept.
+
+    A folder that cannot be written (a read-only CI checkout) does not hide the verdict:
+    the run is still reported, with a note saying the manifest was not updated.
+    """
     art = Artifact.open(root)
     summary = result.summary()
     summary["validated_at"] = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     art.record_stage(f"validate.{variant}", summary)
-    art.save()
+    try:
+        art.save()
+    except OSError as e:
+        result.notes.append(f"the summary was not recorded in {root}/onnxforge.json: {e.strerror or e}")
