@@ -1,0 +1,102 @@
+"""`onnxforge optimize`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from ..cli_common import ArtifactDir, JsonOut, err_console, handle_errors, out_console, print_json_maybe
+
+Precision = Annotated[str, typer.Option("--precision", help="fp32 (fused), fp16 (for CUDA) or int8 (for CPU).")]
+TargetDevice = Annotated[str | None, typer.Option(
+    "--device", help="cpu or cuda: the provider the graph is built for; no GPU is needed to build either "
+                     "(default: cuda for fp16, cpu otherwise).", show_default=False)]
+Strict = Annotated[bool, typer.Option("--strict", help="Exit 1 (and mark the variant failed) when the graph is not fully fused.")]
+
+
+def _render(report, console) -> None:
+    from rich.table import Table
+
+    d = report.to_dict()
+    f = d["fusion"]
+    console.print(f"[bold]{d['file']}[/]: {d['precision']} for {d['target_device']}, fused by {f['route']}, "
+                  f"{f['nodes_before']} -> {f['nodes_after']} nodes, {report.seconds:.1f}s", markup=True)
+    table = Table(title_justify="left")
+    for col in ("fused op", "expected", "achieved", ""):
+        table.add_column(col)
+    for op, want in f["expected"].items():
+        got = f["achieved"][op]
+        if got >= want:
+            mark = "[green]ok[/]"
+        elif op in f["optional"]:
+            mark = "[yellow]optional, not fused[/]"
+        else:
+            mark = "[red]MISSING[/]"
+        table.add_row(op, str(want), str(got), mark)
+    console.print(table)
+    for tool in f["tools"]:
+        did = ", ".join(f"{op} {n}" for op, n in tool["fused"].items() if n) or "nothing new"
+        console.print(f"  {tool['tool']}: {did}")
+    for op, why in f["missing"].items():
+        console.print(f"  [yellow]why {op} did not fuse:[/] {why}", markup=True)
+    if d["int8"]:
+        q = d["int8"]
+        console.print(f"  int8: {q['quantized_nodes']['MatMul']} MatMul + {q['quantized_nodes']['Attention']} Attention "
+                      f"quantized; {len(q['outlier_split'])} MatMuls keep outlier channels in fp32")
+        kept = q["fp32_nodes"]["Attention"]
+        if kept:
+            console.print(f"  int8: {len(kept)} Attention left fp32: {next(iter(kept.values()))}")
+    if d["fp16"]:
+        blocked = d["fp16"]["blocked_ops_present"]
+        hot = d["fp16"]["overflow_scan"]["blocked_nodes"]
+        console.print(f"  fp16: blocked op types present: {', '.join(f'{k} {v}' for k, v in blocked.items()) or 'none'}; "
+                      f"nodes kept fp32 for overflow: {len(hot)}")
+    for c in d["checks"]:
+        verdict = "[green]passed[/]" if c["passed"] else "[red]FAILED[/]"
+        parts = []
+        for name, o in c["outputs"].items():
+            if d["precision"] == "int8":
+                parts.append(f"{name} cosine min {o['pooled_min_cosine']:.4f} mean {o['pooled_mean_cosine']:.4f}")
+            else:
+                parts.append(f"{name} max abs {o['max_abs']:.2e}")
+        console.print(f"  check {c['name']} vs {c['reference']}: {verdict}  " + "; ".join(parts), markup=True)
+    for note in d["notes"]:
+        console.print(f"  [dim]note:[/] {note}", markup=True)
+
+
+@handle_errors
+def optimize_command(
+    artifact: ArtifactDir,
+    precision: Precision = "fp32",
+    device: TargetDevice = None,
+    strict: Strict = False,
+    json_path: JsonOut = None,
+) -> None:
+    """Fuse the export (Attention, SkipLayerNorm, Gelu, EmbedLayerNorm) and write an fp32, fp16 or int8 variant."""
+    from . import OptimizeOptions, optimize_artifact
+
+    options = OptimizeOptions(precision=precision, device=device or ("cuda" if precision == "fp16" else "cpu"),
+                              strict=strict)
+    console = err_console()
+    with console.status(f"optimizing ({options.precision})") as status:
+        report = optimize_artifact(artifact, options, progress=lambda m: status.update(m))
+    _render(report, out_console())
+    print_json_maybe(json_path, report.to_dict())
+    failed_checks = [c for c in report.checks if not c["passed"]]
+    if not report.fully_fused:
+        label = "check failed" if strict else "warning"
+        err_console().print(f"[bold {'red' if strict else 'yellow'}]{label}:[/] {artifact} is NOT fully fused: "
+                            + "; ".join(_missing(report.fusion)), markup=True)
+    if failed_checks:
+        err_console().print("[bold red]check failed:[/] " + "; ".join(f"{c['name']}: {c['why']}" for c in failed_checks),
+                            markup=True)
+    if failed_checks or (strict and not report.fully_fused):
+        raise typer.Exit(1)
+
+
+def _missing(fusion: dict[str, Any]) -> list[str]:
+    return [f"{op} {fusion['achieved'][op]}/{fusion['expected'][op]}" for op in fusion["missing"] if op in fusion["required"]]
+
+
+COMMANDS = {"optimize": optimize_command}

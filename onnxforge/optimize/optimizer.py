@@ -1,0 +1,305 @@
+"""``optimize_artifact``: base export -> fused fp32, fp16 or int8 variant, checked and recorded.
+
+Order of work: fuse (always: fp16 and int8 start from the fused graph), convert,
+write to a temporary folder inside the artifact, run the checks on that file, then
+rename it into place and record it. Checks run on ONNX Runtime's CPU provider only:
+building a CUDA variant never needs (or creates) a CUDA session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..artifact import Artifact, model_files
+from ..compare import compare_arrays, per_sample_rows
+from ..errors import UserInputError
+from ..graph import QUANTIZED_OPS, is_quantized, load_graph
+from ..spec import SEQUENCE_AXIS, ModelSpec
+from .options import OptimizeOptions, OptimizeReport
+
+CHECK_SHAPE = (3, 37)  # batch, sequence: not the trace shape, right-padded rows
+CALIBRATION_BATCH = 8
+# Tolerances per precision (the same numbers validate uses for fp16; fp32 is the issue's).
+FP32_ATOL = 1e-4
+FP16_ATOL, FP16_RTOL, FP16_MIN_COSINE = 2e-2, 1e-2, 0.9999
+
+
+# -- inputs ---------------------------------------------------------------------------------
+def text_feeds(artifact: Artifact, spec: ModelSpec, count: int, offset: int) -> list[dict[str, np.ndarray]] | None:
+    """Batches of real text through the artifact's own tokenizer, or None without one."""
+    if not (artifact.root / "tokenizer.json").is_file():
+        return None
+    from ..data import sample_texts
+    from ..textbatch import encode_texts
+    from ..tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(artifact.root)
+    texts = sample_texts(count, offset=offset)
+    return [encode_texts(tokenizer, texts[i:i + CALIBRATION_BATCH], spec) for i in range(0, len(texts), CALIBRATION_BATCH)]
+
+
+def random_feeds(spec: ModelSpec, count: int, seed: int) -> list[dict[str, np.ndarray]]:
+    from ..inputs import random_inputs
+
+    batches = max(1, count // CALIBRATION_BATCH)
+    return [random_inputs(spec, CALIBRATION_BATCH, min(64, spec.max_positions), seed=seed + i) for i in range(batches)]
+
+
+def feeds_for(artifact: Artifact, spec: ModelSpec, count: int, offset: int, seed: int) -> tuple[list, str]:
+    feeds = text_feeds(artifact, spec, count, offset)
+    if feeds:
+        return feeds, f"{count} real texts (onnxforge.data.sample_texts offset {offset}) through the artifact's tokenizer"
+    return random_feeds(spec, count, seed), "random token ids (the artifact has no tokenizer.json)"
+
+
+# -- checks ---------------------------------------------------------------------------------
+def _run(session, spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from ..runners import run_session
+
+    return run_session(session, spec, feeds)
+
+
+def pooled_cosines(expected: np.ndarray, actual: np.ndarray, output, mask: np.ndarray | None) -> np.ndarray:
+    """Per-sample cosine; token-level outputs are mean-pooled over real tokens first
+    (a sentence embedding, the quantity int8 must preserve)."""
+    e, a = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
+    if output.axes[:2] == ("batch", SEQUENCE_AXIS) and mask is not None and e.ndim >= 2:
+        m = mask.astype(np.float64).reshape(mask.shape + (1,) * (e.ndim - 2))
+        e = (e * m).sum(1) / np.maximum(m.sum(1), 1.0)
+        a = (a * m).sum(1) / np.maximum(m.sum(1), 1.0)
+    e, a = e.reshape(len(e), -1), a.reshape(len(a), -1)
+    num = (e * a).sum(1)
+    den = np.maximum(np.linalg.norm(e, axis=1) * np.linalg.norm(a, axis=1), 1e-30)
+    both_zero = (np.linalg.norm(e, axis=1) == 0) & (np.linalg.norm(a, axis=1) == 0)
+    return np.where(both_zero, 1.0, num / den)
+
+
+def _fp16_excess(expected: np.ndarray, actual: np.ndarray, output, mask) -> float:
+    """Largest |a - e| - rtol*|e| over real tokens (<= atol passes, numpy allclose's rule)."""
+    worst = 0.0
+    for e, a in zip(per_sample_rows(expected, output, mask), per_sample_rows(actual, output, mask)):
+        if e.size:
+            worst = max(worst, float((np.abs(a - e) - FP16_RTOL * np.abs(e)).max()))
+    return worst
+
+
+def compare_batches(name: str, reference: str, precision: str, spec: ModelSpec, pairs, options: OptimizeOptions) -> dict[str, Any]:
+    """One check over batches of (feeds, expected outputs, actual outputs)."""
+    outputs: dict[str, dict[str, Any]] = {}
+    reasons: list[str] = []
+    for out in spec.outputs:
+        cos_all, max_abs, excess, min_cos = [], 0.0, 0.0, 1.0
+        for feeds, expected, actual in pairs:
+            mask = feeds.get("attention_mask")
+            e, a = expected[out.name], actual[out.name]
+            if e.shape != a.shape:
+                reasons.append(f"{out.name} has shape {a.shape}, the reference {e.shape}")
+                max_abs = float("inf")
+                continue
+            diff = compare_arrays(e, a, out, mask)
+            max_abs = max(max_abs, diff.max_abs)
+            min_cos = min(min_cos, diff.min_cosine)
+            if precision == "fp16":
+                excess = max(excess, _fp16_excess(e, a, out, mask))
+            cos_all.append(pooled_cosines(e, a, out, mask))
+        cos = np.concatenate(cos_all) if cos_all else np.array([float("nan")])
+        entry: dict[str, Any] = {"max_abs": max_abs, "min_cosine": min_cos,
+                                 "pooled_min_cosine": float(cos.min()), "pooled_mean_cosine": float(cos.mean()),
+                                 "samples": int(cos.size)}
+        if precision == "fp32":
+            entry["atol"] = FP32_ATOL
+            ok = max_abs <= FP32_ATOL
+            if not ok:
+                reasons.append(f"{out.name}: max abs {max_abs:.3g} > {FP32_ATOL:g}")
+        elif precision == "fp16":
+            entry.update(atol=FP16_ATOL, rtol=FP16_RTOL, min_cosine_required=FP16_MIN_COSINE, excess=excess)
+            ok = excess <= FP16_ATOL and min_cos >= FP16_MIN_COSINE
+            if not ok:
+                reasons.append(f"{out.name}: |a-e| - {FP16_RTOL:g}|e| reaches {excess:.3g} (atol {FP16_ATOL:g}), "
+                               f"min cosine {min_cos:.6f} (needs {FP16_MIN_COSINE})")
+        else:
+            entry.update(min_required=options.int8_min_cosine, mean_required=options.int8_mean_cosine)
+            ok = entry["pooled_min_cosine"] >= options.int8_min_cosine and entry["pooled_mean_cosine"] >= options.int8_mean_cosine
+            if not ok:
+                reasons.append(f"{out.name}: pooled cosine min {entry['pooled_min_cosine']:.4f} / mean "
+                               f"{entry['pooled_mean_cosine']:.4f} (needs {options.int8_min_cosine} / {options.int8_mean_cosine})")
+        entry["passed"] = bool(ok)
+        outputs[out.name] = entry
+    passed = not reasons and all(o["passed"] for o in outputs.values())
+    return {"name": name, "reference": reference, "passed": passed, "why": "; ".join(reasons) or None, "outputs": outputs}
+
+
+def run_checks(artifact: Artifact, spec: ModelSpec, candidate: Path, fused_fp32, options: OptimizeOptions, say) -> list[dict[str, Any]]:
+    from ..inputs import random_inputs
+    from ..runners import make_session
+
+    session, _ = make_session(candidate, "cpu")
+    checks = []
+    # 1. PyTorch's own outputs for real texts, stored by export (goldens.npz).
+    goldens = artifact.manifest.get("goldens")
+    if goldens and (artifact.root / goldens["file"]).is_file():
+        say("checking against the PyTorch goldens")
+        data = np.load(artifact.root / goldens["file"])
+        feeds = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("input.")}
+        expected = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("output.")}
+        if set(expected) >= set(spec.output_names):
+            actual = _run(session, spec, feeds)
+            checks.append(compare_batches("goldens", "PyTorch fp32 outputs for the export's golden texts",
+                                          options.precision, spec, [(feeds, expected, actual)], options))
+    if options.precision in ("fp32", "fp16"):
+        # 2. A shape the trace never saw, right-padded rows, against the base export.
+        say(f"checking at batch {CHECK_SHAPE[0]} x sequence {CHECK_SHAPE[1]} against the base model")
+        seq = min(CHECK_SHAPE[1], spec.max_positions)
+        feeds = random_inputs(spec, CHECK_SHAPE[0], seq, seed=23)
+        base_session, _ = make_session(artifact.variant_path("base"), "cpu")
+        pairs = [(feeds, _run(base_session, spec, feeds), _run(session, spec, feeds))]
+        checks.append(compare_batches("random right-padded batch", "base model (fp32 export) on ONNX Runtime",
+                                      options.precision, spec, pairs, options))
+    else:
+        # 2. Sentence embeddings of held-out real text against the fused fp32 graph.
+        say("checking int8 sentence embeddings on held-out text")
+        feeds_list, source = feeds_for(artifact, spec, options.check_texts, options.check_offset, seed=101)
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        ref = ort.InferenceSession(fused_fp32.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        pairs = [(f, _run(ref, spec, f), _run(session, spec, f)) for f in feeds_list]
+        checks.append(compare_batches("held-out texts", f"fused fp32 graph; {source}", "int8", spec, pairs, options))
+    return checks
+
+
+# -- writing --------------------------------------------------------------------------------
+def _save(model, path: Path, external: bool) -> list[Path]:
+    import onnx
+
+    if external:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=path.name + ".data", size_threshold=1024)
+    else:
+        onnx.save_model(model, str(path))
+    return model_files(path)
+
+
+def _publish(staged: list[Path], root: Path, final_name: str) -> list[str]:
+    """Rename the staged files into the artifact (data file first, the graph last)."""
+    names = []
+    for path in sorted(staged, key=lambda p: p.suffix == ".onnx"):
+        os.replace(path, root / path.name)
+        names.append(path.name)
+    stale = root / (final_name + ".data")
+    if stale.name not in names and stale.exists():
+        stale.unlink()
+    return names
+
+
+def _versions() -> dict[str, str | None]:
+    from ..env import package_version
+
+    ort = package_version("onnxruntime") or package_version("onnxruntime-gpu")
+    return {"onnxruntime": ort, "onnxscript": package_version("onnxscript"), "onnx": package_version("onnx"),
+            "onnx_ir": package_version("onnx_ir")}
+
+
+def _check_base(artifact: Artifact) -> tuple[Path, Any]:
+    base_path = artifact.variant_path("base")
+    base = load_graph(base_path)
+    if is_quantized(base):
+        ops = sorted({n.op_type for n in base.graph.node if n.op_type in QUANTIZED_OPS})
+        raise UserInputError(
+            f"the base model {base_path.name} in {artifact.root} is already quantized (it has {', '.join(ops)})",
+            hint="optimize starts from the fp32 export: re-run `onnxforge export` for this model",
+        )
+    return base_path, base
+
+
+def optimize_artifact(artifact_dir: Path, options: OptimizeOptions = OptimizeOptions(), *,
+                      progress: Callable[[str], None] | None = None) -> OptimizeReport:
+    """Build ``model_<variant>.onnx`` from the artifact's base export and record it.
+
+    Returns the report; it is falsy when a required fusion is missing or a check failed.
+    The variant is published either way (its manifest record says ``passed``), so the
+    evidence stays inspectable; under ``strict`` a graph that is not fully fused is
+    recorded with ``passed: false`` so later stages do not pick it.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda m: None)
+    artifact = Artifact.open(artifact_dir)
+    spec = artifact.spec
+    base_path, _ = _check_base(artifact)
+    notes: list[str] = []
+    if options.precision == "fp16" and options.device == "cpu":
+        notes.append("fp16 targets CUDA: ONNX Runtime's CPU provider runs it by casting each node back to fp32, "
+                     "slower than the fp32 variant; built as asked (e.g. for a CPU-only release job)")
+    if options.precision == "int8" and options.device == "cuda":
+        notes.append("int8 targets the CPU provider (DynamicQuantizeMatMul and QAttention have no CUDA kernels); "
+                     "the variant is built for and recorded with device cpu; use fp16 on CUDA")
+
+    from .fusion import fuse
+
+    exporter = (artifact.manifest.get("export") or {}).get("exporter")
+    config = artifact.root / "config.json"
+    fusion = fuse(base_path, spec, exporter, config if config.is_file() else None, say=say)
+    if fusion.report["right_padding_required"]:
+        notes.append("fused Attention reads the mask as per-row lengths (EmbedLayerNormalization's mask_index): "
+                     "feed right-padded batches (the artifact's tokenizer pads on the right)")
+    model = fusion.model
+    fused_fp32 = model
+    fp16_report = int8_report = None
+    if options.precision == "fp16":
+        from .fp16 import to_fp16
+
+        say("converting to fp16 (scanning fp32 activations for overflow)")
+        feeds, _source = feeds_for(artifact, spec, 16, options.calibration_offset, seed=7)
+        import onnx
+
+        work = onnx.ModelProto.FromString(model.SerializeToString())
+        model, fp16_report = to_fp16(work, feeds, options.fp16_overflow_margin)
+        fp16_report["overflow_scan"]["source"] = _source
+    elif options.precision == "int8":
+        import onnx
+
+        from .int8 import to_int8
+
+        feeds, source = feeds_for(artifact, spec, options.calibration_texts, options.calibration_offset, seed=7)
+        work = onnx.ModelProto.FromString(model.SerializeToString())
+        model, int8_report = to_int8(work, feeds, options, calibration=source, say=say)
+        int8_report["check_texts"] = {"count": options.check_texts, "offset": options.check_offset}
+
+    root = artifact.root
+    external = bool((artifact.manifest.get("export") or {}).get("external_data")) or model.ByteSize() > (2 << 30) - (64 << 20)
+    staging = Path(tempfile.mkdtemp(prefix=f".optimize-{options.variant}-", dir=root))
+    try:
+        say(f"writing {options.file_name}")
+        staged = _save(model, staging / options.file_name, external)
+        checks = run_checks(artifact, spec, staging / options.file_name, fused_fp32, options, say)
+        published = _publish(staged, root, options.file_name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    report = OptimizeReport(
+        artifact=root, options=options, file=options.file_name, fusion=fusion.report, checks=checks,
+        fp16=fp16_report, int8=int8_report, notes=notes, tool_versions=_versions(),
+        sizes={name: (root / name).stat().st_size for name in published},
+    )
+    report.seconds = round(time.perf_counter() - started, 2)
+    for name in published:
+        artifact.record_file(name)
+    if not any(n.endswith(".data") for n in published):
+        artifact.forget_file(options.file_name + ".data")
+    artifact.variants[options.variant] = {
+        "file": options.file_name,
+        "precision": options.precision,
+        "device": "cpu" if options.precision == "int8" else options.device,
+        "from": "base",
+    }
+    artifact.record_stage(f"optimize.{options.variant}", report.to_dict())
+    artifact.save()
+    return report

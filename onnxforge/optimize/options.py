@@ -1,0 +1,141 @@
+"""Options and report of the optimize stage (no heavy imports: the CLI builds these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserInputError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+DEVICES = ("cpu", "cuda")
+VARIANT_FOR_PRECISION = {"fp32": "optimized", "fp16": "fp16", "int8": "int8"}
+# The device each precision is built for; the other one is allowed with a note.
+TARGET_DEVICE = {"fp16": "cuda", "int8": "cpu"}
+
+
+@dataclass(frozen=True)
+class OptimizeOptions:
+    """What to build: ``precision`` fp32 (fused), fp16 (for CUDA) or int8 (for CPU).
+
+    The int8 fields set the calibration (real texts from ``onnxforge.data``, disjoint
+    from the first 300 texts that the tests and benchmarks evaluate on), the outlier
+    channel split and the quality gate (mean-pooled cosine vs the fused fp32 graph).
+    """
+
+    precision: str = "fp32"
+    device: str = "cpu"
+    strict: bool = False
+    # int8: calibration and held-out check texts (offsets into sample_texts).
+    calibration_texts: int = 128
+    calibration_offset: int = 1000
+    check_texts: int = 64
+    check_offset: int = 1500
+    # A MatMul input channel whose calibrated |max| exceeds outlier_ratio x the median
+    # channel's stays in fp32 (at most max_outlier_channels per MatMul).
+    outlier_ratio: float = 6.0
+    max_outlier_channels: int = 4
+    quantize_attention: bool = True
+    int8_min_cosine: float = 0.99
+    int8_mean_cosine: float = 0.995
+    # fp16: an op whose fp32 output reaches this magnitude on calibration inputs stays fp32.
+    fp16_overflow_margin: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UserInputError(
+                f"--precision {self.precision!r} is not known",
+                hint=f"choose one of {', '.join(PRECISIONS)}",
+            )
+        if self.device not in DEVICES:
+            raise UserInputError(
+                f"--device {self.device!r} is not a target optimize can build for",
+                hint=f"choose one of {', '.join(DEVICES)} (the graph is built for that provider; no GPU is needed)",
+            )
+        if self.calibration_texts < 1 or self.check_texts < 1:
+            raise UserInputError("calibration_texts and check_texts must be at least 1")
+        if self.outlier_ratio <= 1.0 or self.max_outlier_channels < 0:
+            raise UserInputError("outlier_ratio must be > 1 and max_outlier_channels >= 0")
+
+    @property
+    def variant(self) -> str:
+        return VARIANT_FOR_PRECISION[self.precision]
+
+    @property
+    def file_name(self) -> str:
+        return f"model_{self.variant}.onnx"
+
+    @property
+    def target_device(self) -> str:
+        return TARGET_DEVICE.get(self.precision, self.device)
+
+
+@dataclass
+class OptimizeReport:
+    """The result of one ``optimize`` run; truthy when fully fused and every check passed."""
+
+    artifact: Path
+    options: OptimizeOptions
+    file: str
+    fusion: dict[str, Any] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    fp16: dict[str, Any] | None = None
+    int8: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    tool_versions: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def fully_fused(self) -> bool:
+        return bool(self.fusion.get("fully_fused"))
+
+    @property
+    def checks_passed(self) -> bool:
+        return all(c["passed"] for c in self.checks)
+
+    @property
+    def passed(self) -> bool:
+        """What the manifest records: the variant is usable (checks passed, and under
+        --strict also fully fused)."""
+        return self.checks_passed and (self.fully_fused or not self.options.strict)
+
+    def __bool__(self) -> bool:
+        return self.fully_fused and self.checks_passed
+
+    def failures(self) -> list[str]:
+        out = []
+        for op, why in self.fusion.get("missing", {}).items():
+            if op in self.fusion.get("required", ()):
+                exp, got = self.fusion["expected"][op], self.fusion["achieved"][op]
+                out.append(f"{op}: {got}/{exp} fused ({why})")
+        for c in self.checks:
+            if not c["passed"]:
+                out.append(f"{c['name']}: {c['why']}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "passed": self.passed,
+            "fully_fused": self.fully_fused,
+            "checks_passed": self.checks_passed,
+            "variant": o.variant,
+            "precision": o.precision,
+            "device": o.device,
+            "target_device": o.target_device,
+            "strict": o.strict,
+            "file": self.file,
+            "from": "base",
+            "fused_ops": dict(self.fusion.get("fused_ops", {})),
+            "fusion": self.fusion,
+            "checks": self.checks,
+            "fp16": self.fp16,
+            "int8": self.int8,
+            "notes": list(self.notes),
+            "failures": self.failures(),
+            "sizes": dict(self.sizes),
+            "seconds": self.seconds,
+            "tools": self.tool_versions,
+        }
