@@ -506,9 +506,9 @@ def _pipeline(runtime, reader, raw, input_path, header, col, keep_idx, writer, o
             if chunk.texts:
                 chunk.encodings = runtime.tokenize(chunk.texts)
                 lengths = np.fromiter((len(e.ids) for e in chunk.encodings), dtype=np.int64, count=len(chunk.texts))
-                # Fixed-size batches over the length-sorted chunk: neighbours have nearly
-                # the same length, so padding is small and every call is full.
-                chunk.groups = length_groups(lengths, batch, min_batch=batch, slack=float("inf"))
+                # Batches over the length-sorted chunk: neighbours have nearly the same
+                # length, so calls are full and padding is small.
+                chunk.groups = length_groups(lengths, batch)
             timings["read_tokenize"] += time.perf_counter() - t0
             if not _put(ready, chunk, stop):
                 return

@@ -112,23 +112,28 @@ def result_kind(spec: ModelSpec) -> str:
     return "raw"
 
 
-def length_groups(lengths: np.ndarray, max_batch: int, *, min_batch: int = 4, slack: float = 1.5) -> list[np.ndarray]:
+def length_groups(lengths: np.ndarray, max_batch: int, *, slack: float = 1.5) -> list[np.ndarray]:
     """Split texts into ORT calls by token length, so short texts are not padded to long ones.
 
-    Indices are sorted by length; a call holds at most ``max_batch`` texts and, once it
-    has ``min_batch``, ends before a text longer than ``slack`` times its shortest (so
-    padding stays under a third of the work). ``min_batch`` bounds the number of calls.
+    Indices are sorted by length and cut into runs of at most ``max_batch``; a run also
+    ends before a text that would make its padded size (count x longest) exceed
+    ``slack`` times its real tokens. Every call then wastes at most a third of its work
+    on padding (slack 1.5), and since each such cut raises the length by that factor,
+    it adds at most log_1.5(max length), about 16, calls.
     """
-    order = np.argsort(np.asarray(lengths), kind="stable")
+    lengths = np.asarray(lengths)
+    order = np.argsort(lengths, kind="stable")
     groups: list[np.ndarray] = []
-    start = 0
-    for k in range(1, len(order) + 1):
+    start, real = 0, 0
+    for k, index in enumerate(order):
+        length = max(int(lengths[index]), 1)
         size = k - start
-        if k == len(order):
+        if size and (size >= max_batch or (size + 1) * length > slack * (real + length)):
             groups.append(order[start:k])
-        elif size >= max_batch or (size >= min_batch and lengths[order[k]] > slack * max(lengths[order[start]], 1)):
-            groups.append(order[start:k])
-            start = k
+            start, real = k, 0
+        real += length
+    if len(order):
+        groups.append(order[start:])
     return groups
 
 

@@ -106,6 +106,7 @@ class MicroBatcher:
         self.options = options
         self.kind = runtime.kind
         self.pending_texts = 0
+        self.requests = 0
         self.batches = 0
         self.batched_texts = 0
         self._queue: asyncio.Queue | None = None
@@ -141,6 +142,7 @@ class MicroBatcher:
                             f"{self.pending_texts} texts are waiting for the model (limit {self.options.max_queue_texts}); retry shortly",
                             {"Retry-After": str(self.options.retry_after_s)})
         future = asyncio.get_running_loop().create_future()
+        self.requests += 1
         self.pending_texts += len(texts)
         self._queue.put_nowait(_Item(texts, normalize, return_tokens, future))
         return await future
@@ -410,6 +412,7 @@ def create_app(runtime, options: ServeOptions = ServeOptions()):
             "uptime_s": round(time.time() - started, 1),
             "model": runtime.describe(),
             "queue_texts": batcher.pending_texts,
+            "requests": batcher.requests,
             "batches": batcher.batches,
             "batched_texts": batcher.batched_texts,
             "limits": {"max_batch": options.max_batch, "max_texts_per_request": options.max_texts_per_request,
