@@ -302,6 +302,7 @@ class _Runner:
     def run_stage(self, name: str, key: str, fn: Callable[[Callable[[str], None]], tuple[bool, str]],
                   reuse_detail: Callable[[], str] | None = None) -> StageOutcome:
         self.emit("start", name)
+        self.keys[name] = key  # later stages' keys (package's) cover every key before them
         started = time.perf_counter()
         if self.reusable(name, key):
             outcome = StageOutcome(name, "reused", 0.0, reuse_detail() if reuse_detail else "inputs unchanged", key)
@@ -364,58 +365,64 @@ class _Runner:
                       if report else report.check.get("error") or _first_line(report.failures()))
             return bool(report), detail
 
-        self.keys["export"] = key
         self.run_stage("export", key, run)
 
     def optimize(self, precision: str, device: str) -> str:
         variant = VARIANT_FOR_PRECISION[precision]
         name = f"optimize.{variant}"
-        key = _digest(name, __version__, self.keys["export"], {"precision": precision, "device": device, "strict": self.options.strict})
+        from ..optimize import OptimizeOptions
+
+        opts = _options(OptimizeOptions, precision=precision, device=device, strict=self.options.strict)
+        # Every option field, defaults included: a changed calibration default is a new key.
+        key = _digest(name, __version__, self.keys["export"], asdict(opts))
 
         def run(say):
-            from ..optimize import OptimizeOptions, optimize_artifact
+            from ..optimize import optimize_artifact
 
             self.forget([name, f"validate.{variant}", f"smoke.{variant}", "package", "verify"])
-            opts = _options(OptimizeOptions, precision=precision, device=device, strict=self.options.strict)
             report = _call(optimize_artifact, self.out, opts, progress=say)
-            record = self.artifact().stage(name) or {}
-            fused = record.get("fused_ops") or record.get("fusions") or {}
-            detail = ", ".join(f"{n} {op}" for op, n in fused.items()) if isinstance(fused, dict) else str(fused)
-            if not report:
-                failures = getattr(report, "failures", None)
-                why = _first_line(failures() if callable(failures) else failures or record.get("failures"))
-                if self.options.strict or not record.get("passed", True) is not False:
-                    return False, why or "optimize reported a failure"
-                return True, f"not fully fused: {why}" if why else "not fully fused"
-            return True, detail or "done"
+            # bool(report): fully fused and every check passed; report.passed: usable
+            # (checks passed, and fully fused under --strict). Only the latter stops the build.
+            usable = bool(getattr(report, "passed", bool(report)))
+            failures = report.failures() if hasattr(report, "failures") else []
+            if not usable:
+                return False, _first_line(failures) or "optimize reported a failure"
+            detail = self._fused_detail(name)
+            return True, detail if report else f"not fully fused ({_first_line(failures)}); {detail}"
 
-        self.keys[name] = key
         self.run_stage(name, key, run, reuse_detail=lambda: self._fused_detail(name))
         return variant
 
     def _fused_detail(self, name: str) -> str:
         record = self.artifact().stage(name) or {}
-        fused = record.get("fused_ops") or record.get("fusions") or {}
-        return ", ".join(f"{n} {op}" for op, n in fused.items()) if isinstance(fused, dict) and fused else "inputs unchanged"
+        fused = record.get("fused_ops") or {}
+        return ", ".join(f"{n} {op}" for op, n in fused.items()) if isinstance(fused, dict) and fused else "no fused ops"
+
+    def validate_options(self, variant: str, device: str):
+        """ValidateOptions from the build's overrides (also called up front, to fail early on bad ones)."""
+        from ..validate import ValidateOptions
+
+        values: dict[str, Any] = {"variant": variant, "device": device}
+        for k, v in self.options.validate.items():
+            if k == "text":
+                values["text_file"] = Path(v)
+            elif k in _VALIDATE_PER_OUTPUT:
+                values[k] = v if isinstance(v, dict) else {"*": float(v)}
+            else:
+                values[k] = v
+        return _options(ValidateOptions, **values)
 
     def validate(self, variant: str, device: str) -> None:
         name = f"validate.{variant}"
-        overrides = dict(self.options.validate)
-        key = _digest(name, __version__, self.keys[f"optimize.{variant}"], device, overrides,
+        opts = self.validate_options(variant, device)
+        overrides = self.options.validate
+        key = _digest(name, __version__, self.keys[f"optimize.{variant}"], _jsonable(opts),
                       _text_fingerprint(overrides.get("text")))
 
         def run(say):
-            from ..validate import ValidateOptions, validate_artifact
+            from ..validate import validate_artifact
 
-            values: dict[str, Any] = {"variant": variant, "device": device}
-            for k, v in overrides.items():
-                if k == "text":
-                    values["text_file"] = Path(v)
-                elif k in _VALIDATE_PER_OUTPUT:
-                    values[k] = v if isinstance(v, dict) else {"*": float(v)}
-                else:
-                    values[k] = v
-            result = _call(validate_artifact, self.out, _options(ValidateOptions, **values), progress=say)
+            result = _call(validate_artifact, self.out, opts, progress=say)
             return bool(result), _parity_detail(self.artifact().stage(name) or {}) if result else _first_line(result.failures())
 
         self.run_stage(name, key, run, reuse_detail=lambda: _parity_detail(self.artifact().stage(name) or {}))
@@ -455,7 +462,6 @@ class _Runner:
 
         if not still_there:
             self.previous.pop("package", None)
-        self.keys["package"] = key
         outcome = self.run_stage("package", key, run, reuse_detail=lambda: f"{archive.name} unchanged")
         if outcome.status == "reused":
             self.report.archive_sha256 = record.get("sha256")
@@ -479,6 +485,11 @@ class _Runner:
             return False, _first_line(report.failures())
 
         self.run_stage("verify", key, run, reuse_detail=lambda: "the archive's sha256 is the one verified")
+
+
+def _jsonable(options) -> Any:
+    to_dict = getattr(options, "to_dict", None)
+    return to_dict() if callable(to_dict) else asdict(options)
 
 
 def _text_fingerprint(text: str | None) -> str | None:
@@ -532,6 +543,7 @@ def build(options: BuildOptions, *, events: Event | None = None) -> BuildReport:
     report = BuildReport(out=options.out, archive=archive, device=device, precisions=precisions, config_file=options.config_file)
     runner.report = report
     runner.inspect_out()
+    runner.validate_options("base", device)  # bad validate options: exit 2 before any work
     plan = ["export"] + [f"optimize.{VARIANT_FOR_PRECISION[p]}" for p in precisions] \
         + [f"validate.{VARIANT_FOR_PRECISION[p]}" for p in precisions] \
         + ([f"smoke.{VARIANT_FOR_PRECISION[p]}" for p in precisions] if options.smoke else []) + ["package", "verify"]
