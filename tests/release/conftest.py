@@ -54,7 +54,7 @@ def unpack(archive: Path, dest: Path) -> Path:
 
 def repack(folder: Path, out: Path) -> Path:
     """A plain tar.gz of ``folder`` (one top-level folder), as a person re-packing it would make."""
-    with tarfile.open(out, "w:gz") as tar:
+    with tarfile.open(out, "w:gz", compresslevel=1) as tar:
         tar.add(folder, arcname=folder.name)
     return out
 
@@ -79,3 +79,11 @@ def minilm_build(tmp_path_factory):
     proc = subprocess.run([*cmd, "build", "--out", "artifacts/minilm", "--force", "--json", "summary.json"],
                           cwd=root, capture_output=True, text=True, timeout=900)
     return root, proc
+
+
+@pytest.fixture(scope="session")
+def minilm_unpacked(minilm_build, tmp_path_factory) -> Path:
+    """The MiniLM build's archive, unpacked once (with the safe extractor). Read-only."""
+    root, proc = minilm_build
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return unpack(root / "artifacts" / "minilm.tar.gz", tmp_path_factory.mktemp("minilm_unpacked"))

@@ -32,15 +32,6 @@ def minilm_folder(minilm_build):
     return root / "artifacts" / "minilm"
 
 
-@pytest.fixture(scope="module")
-def minilm_unpacked(minilm_build, tmp_path_factory):
-    from onnxforge.release.archive import safe_extract
-
-    root, proc = minilm_build
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return safe_extract(root / "artifacts" / "minilm.tar.gz", tmp_path_factory.mktemp("minilm_unpacked"))
-
-
 def _reference(folder, variant: str, texts):
     """The same texts through onnxforge's own tokenization and runner."""
     from onnxforge.artifact import Artifact
