@@ -122,6 +122,7 @@ def batch_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per ONNX Runtime call (length-sorted).")] = 32,
     keep: Annotated[str | None, typer.Option("--keep", help="Comma-separated input columns to carry (default: all but --column).")] = None,
     normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalize embeddings.")] = True,
+    delimiter: Annotated[str, typer.Option("--delimiter", help="Field separator of the input CSV.")] = ",",
     device: Device = "cpu",
     variant: Variant = None,
     max_length: MaxLength = None,
@@ -135,7 +136,7 @@ def batch_command(
 
     keep_cols = None if keep is None else tuple(k.strip() for k in keep.split(",") if k.strip())
     options = BatchOptions(column=column, format=fmt, batch_size=batch_size, keep=keep_cols, normalize=normalize,
-                           variant=variant, device=device, max_length=max_length, threads=threads)
+                           delimiter=delimiter, variant=variant, device=device, max_length=max_length, threads=threads)
     console = err_console()
     if progress and console.is_terminal:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

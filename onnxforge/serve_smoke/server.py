@@ -214,10 +214,11 @@ class MicroBatcher:
             encodings = self.runtime.tokenize(texts)
             lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
             rows: list[dict[str, Any]] = [{} for _ in texts]
+            tokens = any(item.return_tokens for item in items)
             for group in length_groups(lengths, self.options.max_batch):
                 enc = self.runtime.pad([encodings[i] for i in group])
                 outputs = self.runtime.run(enc.feeds)
-                self._split(group, enc, outputs, rows)
+                self._split(group, enc, outputs, rows, tokens)
             self.batches += 1
             self.batched_texts += len(texts)
         except Exception as e:  # a bug or a runtime failure: every request in the batch gets 500
@@ -230,12 +231,13 @@ class MicroBatcher:
             results.append(_dumps(self._payload(item, part)))
         return results
 
-    def _split(self, group: np.ndarray, enc, outputs: dict[str, np.ndarray], rows: list[dict[str, Any]]) -> None:
+    def _split(self, group: np.ndarray, enc, outputs: dict[str, np.ndarray], rows: list[dict[str, Any]],
+               tokens: bool) -> None:
         """Per-text results of one ORT call, stored at each text's place in the batch."""
         runtime = self.runtime
         if self.kind == "embedding":
             raw = runtime.pooled(outputs, enc.mask, normalize=False)
-            plan_name = runtime_token_output(runtime)
+            plan_name = runtime_token_output(runtime) if tokens else None
         elif self.kind == "classification":
             labels, scores, probs = runtime.classes(outputs)
         for j, i in enumerate(group):

@@ -16,7 +16,7 @@ from .conftest import TINY_MAX_LENGTH, assert_close_rows
 # Unicode, empty and blank texts, a text longer than the model's maximum.
 ROWS = [
     ("r01", "First line\nsecond line of the same field", "multi-line"),
-    ("r02", 'She said "hello", then left.', "quotes and comma"),
+    ("r02", 'She said "hello", then left.', 'carried: "quotes", commas,\nnewlines'),
     ("r03", "", "empty"),
     ("r04", "Grüße aus Köln — naïve café, 東京 🚀", "unicode"),
     ("r05", "line one\r\nline two\r\n\r\nline four", "crlf inside"),
@@ -211,3 +211,14 @@ def test_large_file_streams_in_chunks(tiny_artifact, tiny_runtime, tmp_path):
     assert table.column("id").to_pylist() == [str(i) for i in range(3000)]
     got = np.array(table.column("embedding").to_pylist()[::97], dtype=np.float32)
     np.testing.assert_allclose(got, tiny_runtime.embed(texts[::97]), atol=1e-5)
+
+
+def test_semicolon_delimiter(tiny_artifact, tmp_path, cli):
+    src = tmp_path / "semi.csv"
+    src.write_text('id;text\n1;"a; b"\n2;plain\n', encoding="utf-8")
+    out = tmp_path / "semi.jsonl"
+    code, _, stderr = cli("batch", tiny_artifact, src, "--out", out, "--delimiter", ";", "--max-length", TINY_MAX_LENGTH)
+    assert code == 0, stderr
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["1", "2"]
+    code, _, stderr = cli("batch", tiny_artifact, src, "--out", out, "--delimiter", ";;")
+    assert code == 2 and "--delimiter" in stderr
