@@ -65,3 +65,23 @@ def render(report: dict[str, Any], console) -> None:
         variant = m.get("variant") or {}
         if variant.get("precision"):
             console.print(f"  precision: {variant['precision']}" + (f"  device: {variant['device']}" if variant.get("device") else ""))
+    for name, rec in (report.get("optimize") or {}).items():
+        render_optimize(name, rec, console)
+
+
+def render_optimize(name: str, rec: dict[str, Any], console) -> None:
+    """One optimize record: expected vs achieved fusions, why a miss, checks, notes."""
+    fusion = rec.get("fusion") or {}
+    verdict = "passed" if rec.get("passed") else "FAILED"
+    fully = "fully fused" if rec.get("fully_fused") else "NOT fully fused"
+    console.print(f"[bold]{name}[/]: {verdict}, {fully}, route {fusion.get('route')}, "
+                  f"nodes {fusion.get('nodes_before')} -> {fusion.get('nodes_after')}", markup=True)
+    achieved = fusion.get("achieved", {})
+    counts = ", ".join(f"{op} {achieved.get(op, 0)}/{want}" for op, want in fusion.get("expected", {}).items())
+    console.print(f"  fused (achieved/expected): {counts}")
+    for op, why in fusion.get("missing", {}).items():
+        console.print(f"  why {op} did not fuse: {why}", markup=False)
+    for check in rec.get("checks") or []:
+        console.print(f"  check {check['name']}: {'passed' if check['passed'] else 'FAILED: ' + str(check.get('why'))}", markup=False)
+    for note in rec.get("notes") or []:
+        console.print(f"  note: {note}", markup=False)

@@ -229,7 +229,9 @@ def explain_embed(model) -> str:
 def _structural_reason(group: str, model, achieved: int, expected: int) -> str:
     hist = Counter(n.op_type for n in model.graph.node)
     if group == "Attention":
-        return f"{hist['Softmax']} Softmax left unfused in the graph" if hist["Softmax"] else "no attention subgraph found"
+        if hist["Softmax"]:
+            return f"{hist['Softmax']} Softmax left unfused: their attention subgraphs differ from the tools' patterns"
+        return "no Softmax in the graph: every attention fusion matches softmax attention, this model's is not"
     if group == "SkipLayerNormalization":
         return f"{hist['LayerNormalization']} LayerNormalization left (residual Add not folded into them)"
     if group == "Gelu":
