@@ -13,7 +13,7 @@ from .cli_common import (
 )
 
 BuildOut = Annotated[Path | None, typer.Option("--out", "-o", help="Artifact folder to write (default: artifacts/minilm).", show_default=False)]
-Config = Annotated[Path | None, typer.Option("--config", help="TOML options: onnxforge.toml or a pyproject.toml with [tool.onnxforge] (default: ./onnxforge.toml, else ./pyproject.toml's table). Flags win.", show_default=False)]
+Config = Annotated[Path | None, typer.Option("--config", help="TOML options: onnxforge.toml or a pyproject.toml with a \\[tool.onnxforge] table (default: ./onnxforge.toml, else ./pyproject.toml's table). Flags win.", show_default=False)]
 Precision = Annotated[list[str] | None, typer.Option("--precision", help="fp32 (fused), fp16, int8; repeatable or comma-separated (default: fp32,int8 on CPU, plus fp16 on CUDA).", show_default=False)]
 BuildDevice = Annotated[str | None, typer.Option("--device", help="cpu, cuda or auto (default: cpu).", show_default=False)]
 Exporter = Annotated[str | None, typer.Option("--exporter", help="torchscript (default) or dynamo.", show_default=False)]

@@ -21,6 +21,8 @@ import pytest
 
 from onnxforge.release.card import EXAMPLE_TEXTS, python_block
 
+pytestmark = pytest.mark.slow  # one real MiniLM build (about 2 minutes on 2 cores)
+
 OPTIMUM_MISSING = ("optimum-onnx is not installed: its releases require transformers<4.58 and onnxforge needs "
                    "transformers 5 (pip install optimum-onnx would downgrade transformers)")
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from onnxforge.artifact import Artifact, sha256_file
+
+pytestmark = pytest.mark.slow  # one real MiniLM build (about 2 minutes on 2 cores)
 
 STAGES = ["export", "optimize.optimized", "optimize.int8", "validate.optimized", "validate.int8",
           "smoke.optimized", "smoke.int8", "package", "verify"]
