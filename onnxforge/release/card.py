@@ -78,6 +78,19 @@ def five_lines(spec: ModelSpec, model_file: str, *, max_length: int, pad_token: 
     ])
 
 
+def five_lines_without_tokenizer(spec: ModelSpec, model_file: str, *, cuda: bool = False) -> str:
+    """For a model packaged without a tokenizer: token ids in, the graph's inputs fed."""
+    feeds = {"input_ids": "ids", "attention_mask": "np.ones_like(ids)", "token_type_ids": "np.zeros_like(ids)"}
+    providers = '["CUDAExecutionProvider"]' if cuda else '["CPUExecutionProvider"]'
+    return "\n".join([
+        "import numpy as np, onnxruntime as ort",
+        "ids = np.array([[101, 7592, 2088, 102]], dtype=np.int64)  # token ids from your tokenizer",
+        f'session = ort.InferenceSession("{model_file}", providers={providers})',
+        "feeds = {" + ", ".join(f'"{n}": {feeds[n]}' for n in spec.input_names) + "}",
+        "outputs = session.run(None, feeds)",
+    ])
+
+
 def python_block(card: str) -> str:
     """The first ```python block of a card (what a reader copies)."""
     start = card.index("```python\n") + len("```python\n")
@@ -176,16 +189,22 @@ def render_card(manifest: dict[str, Any], *, tokenizer_config: dict | None = Non
             lines.append(f"- `{variant}` on {g.get('provider', '?')}: " + "; ".join(parts) + ".")
     lines.append("")
 
-    lines += ["## Run it: five lines of Python", "",
-              "With `pip install onnxruntime tokenizers numpy`, in the unpacked folder:", "", "```python"]
     cuda = models[default]["precision"] == "fp16"
-    max_length, pad = _tokenizer_settings(spec, tokenizer_config, pad_token)
-    lines.append(five_lines(spec, models[default]["file"], max_length=max_length, pad_token=pad, cuda=cuda))
+    has_tokenizer = "tokenizer.json" in manifest["files"]
+    lines += ["## Run it: five lines of Python", "",
+              ("With `pip install onnxruntime tokenizers numpy`, in the unpacked folder:" if has_tokenizer else
+               "No tokenizer was packaged with this model (its source had none); with `pip install onnxruntime "
+               "numpy`, in the unpacked folder:"), "", "```python"]
+    if has_tokenizer:
+        max_length, pad = _tokenizer_settings(spec, tokenizer_config, pad_token)
+        lines.append(five_lines(spec, models[default]["file"], max_length=max_length, pad_token=pad, cuda=cuda))
+    else:
+        lines.append(five_lines_without_tokenizer(spec, models[default]["file"], cuda=cuda))
     lines += ["```", ""]
     outs = ", ".join(f"`outputs[{i}]` is `{n}`" for i, n in enumerate(spec.output_names))
     others = [f"`{m['file']}`" for v, m in models.items() if v != default]
     lines.append(f"{outs}." + (f" Other variants: replace the file name with {', '.join(others)}." if others else ""))
-    if spec.task == "feature-extraction" and "last_hidden_state" in spec.output_names:
+    if has_tokenizer and spec.task == "feature-extraction" and "last_hidden_state" in spec.output_names:
         lines += ["", "Sentence embeddings by mean pooling over real tokens (what sentence-transformers does for "
                       "mean-pooling models):", "", "```python",
                   "mask = np.array([e.attention_mask for e in enc], dtype=np.float32)[..., None]",

@@ -286,8 +286,12 @@ def _check_signatures(root: Path, manifest: dict[str, Any], report: VerifyReport
     spec = ModelSpec.from_dict(manifest["spec"])
     for variant, entry in manifest.get("variants", {}).items():
         file = entry.get("file", "")
-        if file in bad or not (root / file).is_file():
+        if file in bad:
             report.add("signature", file or variant, None, "not read: the file failed its own check")
+            continue
+        if file not in manifest["files"] or not (root / file).is_file():
+            # Not covered by the file checks: a variant pointing elsewhere must fail, not skip.
+            report.add("signature", file or variant, False, f"variant '{variant}' names a file the manifest does not list")
             continue
         try:
             model = load_graph(root / file)

@@ -145,3 +145,42 @@ def test_cuda_asked_without_cuda_fails_loudly(tmp_path, tiny_model_dir):
     code, _, err, _ = run_build(tiny_model_dir, "--out", tmp_path / "x", "--device", "cuda")
     assert code == 1 and "CUDA" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_factory_model_keys_follow_its_weights_and_card_runs_without_tokenizer(tmp_path, factory_env):
+    """A package.module:function source with a state_dict and no tokenizer."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from onnxforge.release.card import python_block
+    from tests.fixtures.custom_models import build_dict_bert
+
+    from .conftest import unpack
+
+    weights = tmp_path / "w.pt"
+    torch.save(build_dict_bert().state_dict(), weights)
+    args = ["tests.fixtures.custom_models:build_dict_bert", "--weights", weights, "--out", tmp_path / "dict",
+            "--precision", "fp32", "--no-smoke"]
+    code, out, err, first = run_build(*args, json_path=tmp_path / "1.json")
+    assert code == 0, (out, err)
+    code, _, _, second = run_build(*args, json_path=tmp_path / "2.json")
+    assert code == 0 and set(statuses(second).values()) == {"reused"}
+    model = build_dict_bert()
+    with torch.no_grad():
+        model.proj.weight.mul_(2.0)
+    torch.save(model.state_dict(), weights)
+    code, out, err, third = run_build(*args, json_path=tmp_path / "3.json")
+    assert code == 0, (out, err)
+    assert statuses(third)["export"] == "passed"  # new weights, new export key
+    assert first["archive_sha256"] != third["archive_sha256"]
+
+    folder = unpack(tmp_path / "dict.tar.gz", tmp_path / "u")
+    assert not (folder / "tokenizer.json").exists()
+    code = python_block((folder / "MODEL_CARD.md").read_text())
+    assert len(code.strip().splitlines()) == 5
+    proc = subprocess.run([sys.executable, "-c", code + "\nprint([o.shape for o in outputs])"], cwd=folder,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "(1, 4, 64)" in proc.stdout and "(1, 16)" in proc.stdout
