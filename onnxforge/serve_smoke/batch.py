@@ -29,6 +29,7 @@ import numpy as np
 from ..artifact import atomic_path
 from ..errors import UserInputError
 from ..runners import DEVICES
+from ..textbatch import is_blank
 from .runtime import length_groups
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -238,7 +239,7 @@ def _read_chunks(reader, raw, path: Path, n_cols: int, col: int, chunk_rows: int
                 report.undecodable_count += 1
                 if len(report.undecodable_rows) < LISTED_ROWS:
                     report.undecodable_rows.append(row_no + i + 1)
-            elif not cell.strip():
+            elif is_blank(cell):
                 errors[i] = "empty: no text in this row"
                 report.empty_count += 1
                 if len(report.empty_rows) < LISTED_ROWS:
@@ -497,8 +498,7 @@ def batch_file(
         with atomic_path(out) as tmp, _Writer(tmp, fmt, columns, result_columns, runtime.kind, None) as writer:
             _pipeline(runtime, reader, raw, input_path, header, col, keep_idx, writer, options, report, progress, total_bytes)
     finally:
-        text.close() if not text.closed else None
-        raw.close()
+        text.close()  # closes raw too
     report.seconds = time.perf_counter() - started
     return report
 

@@ -127,7 +127,7 @@ def batch_command(
     variant: Variant = None,
     max_length: MaxLength = None,
     threads: Threads = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any row is empty or undecodable.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any row is empty, undecodable, or has a different number of fields than the header.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar (on a terminal).")] = True,
     json_path: JsonOut = None,
 ) -> None:
@@ -153,7 +153,8 @@ def batch_command(
         report = batch_file(artifact_dir, input_csv, out, options)
     _render_batch(report)
     print_json_maybe(json_path, report.to_dict())
-    if strict and not report:
+    # A ragged row was padded or cut: its text may be the wrong field (an unquoted comma).
+    if strict and (not report or report.ragged_count):
         raise typer.Exit(1)
 
 

@@ -386,6 +386,11 @@ def create_app(runtime, options: ServeOptions = ServeOptions()):
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, kind, str(exc.detail), getattr(exc, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def _internal_error(request, exc):
+        # A bug or a runtime failure, never bad input (that is answered 4xx above).
+        return error_response(500, "internal_error", f"{type(exc).__name__}: {str(exc)[:300]}")
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request, exc):
         return error_response(422, "invalid_request", str(exc.errors())[:500])

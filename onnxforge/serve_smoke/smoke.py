@@ -30,6 +30,7 @@ from ..compare import compare_arrays, per_sample_rows
 from ..errors import CheckFailed, OnnxforgeError, UserInputError
 from ..runners import DEVICES
 from ..spec import OutputSpec
+from ..textbatch import is_blank
 
 # Short, Unicode, empty: each exercises a different tokenizer path. The long text
 # (built at run time from the sample) checks truncation to the model's maximum.
@@ -100,6 +101,9 @@ class SmokeOptions:
         for i, t in enumerate(self.texts):
             if not isinstance(t, str):
                 raise UserInputError(f"--text number {i + 1} is not a string")
+            if is_blank(t):
+                raise UserInputError(f"--text number {i + 1} is empty (only whitespace or control characters: {t[:20]!r})",
+                                     hint="pass a sentence with words in it, or leave --text out")
 
 
 @dataclass
@@ -207,8 +211,8 @@ def _golden_checks(runtime, tol: Tolerance) -> list[dict[str, Any]]:
     checks.append(_check(
         "goldens.tokenizer", same,
         "the tokenizer no longer produces the token ids recorded at export time "
-        "(tokenizer.json or the tokenizers library changed)",
-        texts=len(texts),
+        f"(tokenizer.json or the tokenizers library changed, or --max-length {runtime.max_length} cuts the texts)",
+        texts=len(texts), max_length=runtime.max_length,
     ))
     missing = [n for n in runtime.spec.input_names if n not in inputs]
     if missing:

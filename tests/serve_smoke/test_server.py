@@ -230,3 +230,16 @@ def test_serve_bad_port_exit_2(tiny_artifact, cli):
     assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in stderr
     code, _, stderr = cli("serve", tiny_artifact, "--port", "70000")
     assert code == 2 and "out of range" in stderr
+
+
+class _BrokenRuntime(SlowRuntime):
+    def run(self, feeds):
+        raise RuntimeError("the GPU fell off the bus")
+
+
+def test_runtime_failure_is_a_json_500_and_the_server_survives(tiny_runtime):
+    with live_server(_BrokenRuntime(tiny_runtime, 0.0)) as (url, _, _):
+        r = httpx.post(f"{url}/embed", json={"texts": ["x"]}, timeout=30)
+        assert r.status_code == 500
+        assert r.json()["error"]["type"] == "internal_error" and "fell off the bus" in r.json()["error"]["message"]
+        assert httpx.get(f"{url}/health").status_code == 200
