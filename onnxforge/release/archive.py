@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -155,6 +156,11 @@ def safe_extract(archive: Path, dest: Path) -> Path:
         raise CheckFailed("; ".join(r.message() for r in refusals), hint="this archive was not written by `onnxforge package`; do not unpack it")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    # A small archive may claim huge members (a "tar bomb"): check the space first.
+    total, free = sum(m.size for m in members if m.isfile()), shutil.disk_usage(dest).free
+    if total > free:
+        raise CheckFailed(f"{archive} unpacks to {total / 1e9:.1f} GB but {dest} has {free / 1e9:.1f} GB free",
+                          hint="free some space or unpack elsewhere (TMPDIR)")
     try:
         with tarfile.open(archive, mode="r:*") as tar:
             tar.extractall(dest, members=members, filter="data")

@@ -356,7 +356,8 @@ class _Runner:
         from ..export import ExportOptions, export_model
 
         opts = ExportOptions(exporter=self.options.exporter, opset=self.options.opset, force=True)
-        key = _digest("export", __version__, source_print, {"exporter": opts.exporter, "opset": opts.resolved_opset})
+        settings = {k: v for k, v in asdict(opts).items() if k != "force"} | {"opset": opts.resolved_opset}
+        key = _digest("export", __version__, source_print, settings)
 
         def run(say):
             report = export_model(source, self.out, opts, progress=say)
