@@ -5,6 +5,7 @@ Kept free of heavy imports: every stage's ``cli.py`` imports this at start-up.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -72,6 +73,46 @@ def _sigterm_to_interrupt(signum, frame):  # pragma: no cover - exercised by fau
     raise KeyboardInterrupt
 
 
+# File-system errors that come from where the user pointed us (a full disk, a read-only
+# or foreign folder, a path through a file), not from a bug: exit 2 with the path.
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "the disk is full: free some space or write somewhere else",
+    errno.EDQUOT: "the disk quota is exhausted: free some space or write somewhere else",
+    errno.EFBIG: "the file is larger than this file system allows: write somewhere else",
+    errno.EROFS: "that file system is read-only: write somewhere else",
+    errno.EACCES: "permission denied: choose a path you can write to (or read)",
+    errno.EPERM: "operation not permitted: choose a path you can write to (or read)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "the path is a folder where a file was expected",
+    errno.ENAMETOOLONG: "the path is too long",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n)",
+}
+
+
+def environment_error(e: OSError) -> "OnnxforgeError | None":
+    """A ``UserInputError`` for an ``OSError`` caused by the file system, else None."""
+    from .errors import UserInputError
+
+    hint = _ENVIRONMENT_ERRNOS.get(e.errno)
+    if hint is None:
+        return None
+    where = f" {e.filename}" if e.filename else ""
+    if e.filename2:
+        where += f" -> {e.filename2}"
+    reason = e.strerror or os.strerror(e.errno)
+    return UserInputError(f"cannot use{where}: {reason}", hint=hint + "; nothing was left half-written")
+
+
+def _report(e: OnnxforgeError) -> None:
+    from rich.markup import escape
+
+    label = "check failed" if e.exit_code == 1 else "error"
+    # Messages quote user text (file names, CSV headers): never read it as markup.
+    err_console().print(f"[bold red]{label}:[/] {escape(e.message)}", markup=True)
+    if e.hint:
+        err_console().print(f"  [dim]hint:[/] {escape(e.hint)}", markup=True)
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run a command; map onnxforge errors to exit codes with a short message.
 
@@ -91,27 +132,38 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except OnnxforgeError as e:
             if with_debug:
                 raise
-            label = "check failed" if e.exit_code == 1 else "error"
-            err_console().print(f"[bold red]{label}:[/] {e.message}", markup=True)
-            if e.hint:
-                err_console().print(f"  [dim]hint:[/] {e.hint}", markup=True)
+            _report(e)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err_console().print("interrupted: nothing was left half-written")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except typer.Exit:
             raise
+        except OSError as e:
+            mapped = environment_error(e)
+            if with_debug:
+                raise
+            if mapped is None:
+                _internal(e)
+            _report(mapped)
+            raise typer.Exit(mapped.exit_code) from None
         except Exception as e:
             if with_debug:
                 raise
-            err_console().print(
-                f"[bold red]internal error:[/] {type(e).__name__}: {e}\n"
-                "  This is a bug in onnxforge; re-run with --debug for the traceback and report it.",
-                markup=False,
-            )
-            raise typer.Exit(EXIT_INTERNAL) from None
+            _internal(e)
 
     return wrapper
+
+
+def _internal(e: BaseException) -> None:
+    from rich.markup import escape
+
+    err_console().print(
+        f"[bold red]internal error:[/] {escape(f'{type(e).__name__}: {e}')}\n"
+        "  This is a bug in onnxforge; re-run with --debug for the traceback and report it.",
+        markup=True,
+    )
+    raise typer.Exit(EXIT_INTERNAL) from None
 
 
 def print_json_maybe(path: Path | None, obj: Any) -> None:

@@ -34,11 +34,48 @@ def load_graph(path: Path):
     import onnx
 
     try:
-        return onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as e:
         from .errors import UserInputError
 
         raise UserInputError(f"{path} is not a readable ONNX model ({type(e).__name__}: {str(e)[:200]})") from None
+    check_external_data(model, Path(path))
+    return model
+
+
+def check_external_data(model, path: Path) -> None:
+    """Every weight stored outside the graph lies inside the model's folder and its data file.
+
+    A truncated or missing ``model.onnx.data`` otherwise surfaces deep inside a later
+    tool as an unrelated error, or not at all until the weights are read.
+    """
+    from .errors import UserInputError
+
+    folder = path.resolve().parent
+    sizes: dict[str, int] = {}
+    for tensor in model.graph.initializer:
+        if tensor.data_location != 1:  # onnx.TensorProto.EXTERNAL
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        target = (folder / location).resolve()
+        if not location or folder not in target.parents:
+            raise UserInputError(f"{path.name}: weight {tensor.name} points outside the model's folder ({location!r})",
+                                 hint="the model file is damaged or was not written by onnxforge; re-export it")
+        if location not in sizes:
+            if not target.is_file():
+                raise UserInputError(f"{path.name} keeps its weights in {location}, which is missing from {folder}",
+                                     hint="copy the .onnx.data file beside the model, or re-export it")
+            sizes[location] = target.stat().st_size
+        try:
+            end = int(info.get("offset", 0)) + int(info.get("length", 0))
+        except ValueError:
+            raise UserInputError(f"{path.name}: weight {tensor.name} has a malformed external-data record") from None
+        if end > sizes[location]:
+            raise UserInputError(
+                f"{location} is truncated: weight {tensor.name} ends at byte {end} but the file has {sizes[location]}",
+                hint="the data file was cut short (an interrupted copy?); copy it again or re-export the model",
+            )
 
 
 def op_histogram(model) -> dict[str, int]:

@@ -6,6 +6,8 @@ it), and only the inputs the graph takes (token_type_ids only when it has them).
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 
 from .spec import ModelSpec
@@ -30,3 +32,17 @@ def encode_texts(tokenizer, texts: list[str], spec: ModelSpec, max_length: int |
     if "token_type_ids" in spec.input_names:
         feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
     return feeds
+
+
+def is_blank(text: str) -> bool:
+    """True for text with nothing to read: empty, whitespace, control or format characters only.
+
+    BERT tokenizers drop those characters, so such a text becomes [CLS] [SEP]: a vector
+    that looks like a result but says nothing about the input.
+    """
+    stripped = text.strip()
+    if not stripped:
+        return True
+    if stripped[0].isprintable():  # the common case, without a per-character loop
+        return False
+    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in stripped)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..artifact import BASE_MODEL_NAME, GOLDENS_NAME, MANIFEST_SCHEMA, Artifact, staged_directory
+from ..artifact import BASE_MODEL_NAME, GOLDENS_NAME, MANIFEST_SCHEMA, Artifact, refuse_inputs_inside, staged_directory
 from ..compare import compare_arrays
 from ..env import versions
 from ..errors import UserInputError
@@ -272,7 +272,8 @@ def _copy_support_files(stage: Path, loaded: LoadedModel) -> list[str]:
         ensure_tokenizer_json(stage)
         copied.append("tokenizer.json")
     if (stage / "tokenizer.json").is_file():
-        check_tokenizer_fits(load_tokenizer(stage), loaded.spec)
+        # Load the user's own file when there is one, so an error names it, not the staging copy.
+        check_tokenizer_fits(load_tokenizer(loaded.tokenizer_files.get("tokenizer.json", stage)), loaded.spec)
     return copied
 
 
@@ -288,6 +289,10 @@ def export_model(source: SourceRef, out: Path, options: ExportOptions = ExportOp
     started = time.perf_counter()
     out = Path(out)
     say = progress or (lambda msg: None)
+    # --force replaces --out as a whole: it must not hold the files the export reads.
+    refuse_inputs_inside(out, {"model folder": source.location if source.kind == "hf" else None,
+                               "--weights file": source.weights, "--tokenizer": source.tokenizer,
+                               "folder the factory is imported from": source.app_dir})
     if out.is_dir() and any(out.iterdir()) and not options.force:
         raise UserInputError(f"--out {out} already exists and is not empty", hint="pass --force to replace it, or choose another folder")
     attn = ATTENTION_FOR_EXPORTER[options.exporter] if source.kind in ("builtin", "hf") else None

@@ -217,6 +217,8 @@ def _check_base(artifact: Artifact) -> tuple[Path, Any]:
             f"the base model {base_path.name} in {artifact.root} is already quantized (it has {', '.join(ops)})",
             hint="optimize starts from the fp32 export: re-run `onnxforge export` for this model",
         )
+    # The new variant gets fresh hashes: a base changed since export would be laundered into it.
+    artifact.require_recorded("base", "optimize builds only on the export it recorded")
     return base_path, base
 
 

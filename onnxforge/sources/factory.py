@@ -77,7 +77,11 @@ def _load_weights(model, path: str) -> None:
         else:
             state = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UserInputError(f"cannot read --weights {path}: {type(e).__name__}: {e}", hint="pass a file saved with torch.save(model.state_dict(), path)") from None
+        # torch's text for a file that is not a checkpoint runs to many lines (and suggests
+        # weights_only=False, which would run arbitrary code): keep its first line.
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:200]
+        raise UserInputError(f"cannot read --weights {path}: it is not a readable state_dict file ({type(e).__name__}: {first})",
+                             hint="pass a file saved with torch.save(model.state_dict(), path) or a .safetensors file") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
