@@ -32,7 +32,7 @@ def bench_command(
     seq_lens: SeqLens = "16,128",
     torch: Torch = True,
     cycles: Cycles = 3,
-    max_cycles: MaxCycles = 8,
+    max_cycles: MaxCycles = 5,
     block_seconds: BlockSeconds = 0.5,
     threads: Threads = None,
     quick: Quick = False,

@@ -69,9 +69,9 @@ class BenchOptions:
     warmup_seconds: float = 0.25
     block_seconds: float = 0.5
     min_cycles: int = 3
-    max_cycles: int = 8
+    max_cycles: int = 5
     target_spread: float = 0.05
-    min_repeats: int = 5
+    min_repeats: int = 3
     max_repeats: int = 1000
     threads: int | None = None
     measure_peak: bool = True

@@ -196,8 +196,13 @@ class BenchReport:
             table.add_column(h, justify="left" if h in ("contender", "device") else "right", no_wrap=True)
         for row in self.table_rows():
             table.add_row(*row)
-        # Piped output (CI logs, files) gets the full table rather than an 80-column squeeze.
-        console.print(table, width=None if console.is_terminal else max(console.width, 160))
+        if not console.is_terminal:
+            # Piped output (CI logs, files) gets the full table rather than an 80-column
+            # squeeze (rich caps print(width=...) at the console's own width).
+            from rich.console import Console
+
+            console = Console(file=console.file, width=max(console.width, 170), highlight=False, soft_wrap=True)
+        console.print(table)
         m = self.machine
         console.print(f"{m.get('cpu')}, {m.get('usable_cores')} usable cores; GPU: "
                       f"{', '.join(g['name'] for g in m.get('gpus', [])) or 'none'}; load {_load(m)} -> {_load(self.machine_after)}")

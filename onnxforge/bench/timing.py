@@ -87,12 +87,14 @@ def time_blocks(
                 progress(f"cycle {cycle + 1}: {key}")
             warm: list[float] = []
             start = time.perf_counter()
-            budget = warmup_seconds if cycle == 0 else warmup_seconds / 2
-            while len(warm) < 2 or (time.perf_counter() - start < budget and len(warm) < max_repeats):
+            # First block: at least 2 calls (the first one allocates); later blocks only
+            # need the caches and thread pool back, so 1 call for slow contenders.
+            budget, least = (warmup_seconds, 2) if cycle == 0 else (warmup_seconds / 2, 1)
+            while len(warm) < least or (time.perf_counter() - start < budget and len(warm) < max_repeats):
                 warm.append(_timed(fn))
             timing.warmup_calls += len(warm)
             if not timing.repeats:
-                estimate = statistics.median(warm[1:]) or 1e-6
+                estimate = statistics.median(warm[1:] or warm) or 1e-6
                 timing.repeats = max(min_repeats, min(max_repeats, math.ceil(block_seconds / estimate)))
             timing.cycles.append([_timed(fn) for _ in range(timing.repeats)])
         if cycle + 1 >= min_cycles and all(t.spread <= target_spread for t in timings.values()):
