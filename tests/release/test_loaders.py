@@ -23,8 +23,8 @@ from onnxforge.release.card import EXAMPLE_TEXTS, python_block
 
 pytestmark = pytest.mark.slow  # one real MiniLM build (about 2 minutes on 2 cores)
 
-OPTIMUM_MISSING = ("optimum-onnx is not installed: its releases require transformers<4.58 and onnxforge needs "
-                   "transformers 5 (pip install optimum-onnx would downgrade transformers)")
+OPTIMUM_MISSING = ("optimum-onnx is not installed (its releases require transformers<4.58, onnxforge needs "
+                   "transformers 5: installing it would downgrade transformers)")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_sentence_transformers_onnx_backend(minilm_folder):
     if importlib.util.find_spec("sentence_transformers") is None:
         pytest.skip("sentence-transformers is not installed")
     if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("optimum.onnxruntime") is None:
-        pytest.skip("sentence-transformers' ONNX backend needs " + OPTIMUM_MISSING)
+        pytest.skip("sentence-transformers' ONNX backend loads models through Optimum, and " + OPTIMUM_MISSING)
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(minilm_folder), backend="onnx", local_files_only=True,
