@@ -94,6 +94,9 @@ def serve_command(
     max_texts: Annotated[int, typer.Option("--max-texts", help="Most texts per request (more: 413).")] = 64,
     max_chars: Annotated[int, typer.Option("--max-chars", help="Most characters per text (more: 413).")] = 20_000,
     max_queue: Annotated[int, typer.Option("--max-queue", help="Texts waiting for the model before requests get 503 + Retry-After.")] = 4096,
+    request_timeout: Annotated[float, typer.Option("--request-timeout", help="Seconds a request waits for its result before a 503 + Retry-After.")] = 60.0,
+    body_timeout: Annotated[float, typer.Option("--body-timeout", help="Seconds a client may take to send its body (then 408).")] = 30.0,
+    max_connections: Annotated[int, typer.Option("--max-connections", help="Connections served at once; more get 503.")] = 1024,
     max_length: MaxLength = None,
     threads: Threads = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
@@ -103,7 +106,8 @@ def serve_command(
     from .server import ServeOptions, serve
 
     options = ServeOptions(host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms, max_texts_per_request=max_texts,
-                           max_chars_per_text=max_chars, max_queue_texts=max_queue, log_level=log_level)
+                           max_chars_per_text=max_chars, max_queue_texts=max_queue, log_level=log_level,
+                           request_timeout_s=request_timeout, body_timeout_s=body_timeout, max_connections=max_connections)
     runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads)
     try:
         serve(runtime, options, announce=lambda line: err_console().print(line, markup=False))
@@ -155,6 +159,9 @@ def batch_command(
     print_json_maybe(json_path, report.to_dict())
     # A ragged row was padded or cut: its text may be the wrong field (an unquoted comma).
     if strict and (not report or report.ragged_count):
+        err_console().print(f"[bold red]check failed:[/] --strict: {report.error_count} row(s) without a result, "
+                            f"{report.ragged_count} ragged row(s); {report.output} lists each in its error column",
+                            markup=True)
         raise typer.Exit(1)
 
 

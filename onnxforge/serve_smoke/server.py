@@ -46,6 +46,13 @@ class ServeOptions:
     # Texts waiting for the model before new requests get 503.
     max_queue_texts: int = 4096
     retry_after_s: int = 1
+    # Seconds a request waits for its result before it is answered 503 + Retry-After
+    # (the model is overloaded or stuck; the client should back off, not hang).
+    request_timeout_s: float = 60.0
+    # Seconds a client may take to send its body; a stalled upload gets 408 and frees its slot.
+    body_timeout_s: float = 30.0
+    # Open connections uvicorn serves at once; more are answered 503 at once.
+    max_connections: int = 1024
     # Seconds uvicorn waits for requests in flight at shutdown.
     graceful_timeout_s: float = 30.0
     log_level: str = "warning"
@@ -56,11 +63,15 @@ class ServeOptions:
             raise UserInputError("--host must be a host name or address", hint="e.g. --host 127.0.0.1")
         if not 0 <= int(self.port) <= 65535:
             raise UserInputError(f"--port {self.port} is out of range", hint="use 1-65535, or 0 for any free port")
-        for name in ("max_batch", "max_texts_per_request", "max_chars_per_text", "max_queue_texts", "retry_after_s"):
+        for name in ("max_batch", "max_texts_per_request", "max_chars_per_text", "max_queue_texts", "retry_after_s",
+                     "max_connections"):
             if int(getattr(self, name)) < 1:
                 raise UserInputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_wait_ms < 0 or self.graceful_timeout_s < 0:
             raise UserInputError("--max-wait-ms and the graceful timeout must be >= 0")
+        if not (self.request_timeout_s > 0 and self.body_timeout_s > 0):
+            raise UserInputError(f"the request and body timeouts must be positive, got {self.request_timeout_s} "
+                                 f"and {self.body_timeout_s}")
         if self.max_queue_texts < self.max_texts_per_request:
             raise UserInputError(
                 f"the queue ({self.max_queue_texts} texts) must hold at least one full request "
@@ -109,6 +120,7 @@ class MicroBatcher:
         self.requests = 0
         self.batches = 0
         self.batched_texts = 0
+        self.timeouts = 0
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -145,7 +157,14 @@ class MicroBatcher:
         self.requests += 1
         self.pending_texts += len(texts)
         self._queue.put_nowait(_Item(texts, normalize, return_tokens, future))
-        return await future
+        try:
+            # On timeout wait_for cancels the future: the batcher then skips the request.
+            return await asyncio.wait_for(future, self.options.request_timeout_s)
+        except asyncio.TimeoutError:
+            self.timeouts += 1
+            raise HTTPError(503, "timeout",
+                            f"no result within {self.options.request_timeout_s:g}s: the model is overloaded; retry shortly",
+                            {"Retry-After": str(self.options.retry_after_s)}) from None
 
     # -- the batcher task ----------------------------------------------------------
     async def _next(self, timeout: float | None):
@@ -288,7 +307,16 @@ def runtime_token_output(runtime) -> str | None:
 
 
 # -- request parsing ---------------------------------------------------------------
-async def read_body(request, limit: int) -> bytes:
+async def read_body(request, limit: int, timeout: float | None = None) -> bytes:
+    """The body, at most ``limit`` bytes (413), arriving within ``timeout`` seconds (408)."""
+    try:
+        return await asyncio.wait_for(_read_body(request, limit), timeout)
+    except asyncio.TimeoutError:
+        raise HTTPError(408, "body_timeout", f"the request body did not arrive within {timeout:g}s",
+                        {"Connection": "close"}) from None
+
+
+async def _read_body(request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -399,7 +427,7 @@ def create_app(runtime, options: ServeOptions = ServeOptions()):
         if want == "embed" and batcher.kind != "embedding":
             raise HTTPError(404, "not_an_embedding_model",
                             f"this {runtime.spec.task} model gives no sentence embeddings; use POST /predict")
-        body = await read_body(request, options.max_body_bytes)
+        body = await read_body(request, options.max_body_bytes, options.body_timeout_s)
         texts, normalize, return_tokens = parse_request(body, options)
         payload = await batcher.submit(texts, normalize, return_tokens)
         return Response(payload, media_type="application/json")
@@ -422,8 +450,11 @@ def create_app(runtime, options: ServeOptions = ServeOptions()):
             "requests": batcher.requests,
             "batches": batcher.batches,
             "batched_texts": batcher.batched_texts,
+            "timeouts": batcher.timeouts,
             "limits": {"max_batch": options.max_batch, "max_texts_per_request": options.max_texts_per_request,
-                       "max_chars_per_text": options.max_chars_per_text, "max_queue_texts": options.max_queue_texts},
+                       "max_chars_per_text": options.max_chars_per_text, "max_queue_texts": options.max_queue_texts,
+                       "request_timeout_s": options.request_timeout_s, "body_timeout_s": options.body_timeout_s,
+                       "max_connections": options.max_connections},
         }), media_type="application/json")
 
     @app.get("/ready", summary="200 when requests are accepted, 503 while starting or draining")
@@ -470,6 +501,7 @@ def make_server(app, options: ServeOptions):
     config = uvicorn.Config(
         app, log_level=options.log_level, access_log=options.access_log, lifespan="on",
         timeout_graceful_shutdown=options.graceful_timeout_s, server_header=False,
+        limit_concurrency=options.max_connections,
     )
     return uvicorn.Server(config)
 
