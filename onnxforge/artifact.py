@@ -108,6 +108,31 @@ def _guard_target(target: Path) -> None:
 
 
 @contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
+
+    For the few renames and the manifest save that must all happen or none: a Ctrl-C
+    between them would leave an artifact folder moved aside, or a model file that its
+    manifest does not describe. Outside the main thread (no signals there) it does nothing.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if held:
+            signal.raise_signal(held[0])
+
+
+@contextlib.contextmanager
 def atomic_path(target: Path, *, replace_tracked: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it into place on success.
 
@@ -203,26 +228,26 @@ def staged_directory(out: Path, *, force: bool, inputs: dict[str, str | Path | N
         )
     _check_parents(out)
     prefix = out.parent / f".{out.name}."
-    staging = None
+    staging = old = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=prefix.name, suffix=".staging", dir=out.parent))
         os.chmod(staging, 0o777 & ~_umask())
         yield staging
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}-{int(time.time() * 1000)}"
-            os.replace(out, old)
-        os.replace(staging, out)
-        _fsync_dir(out.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        with deferred_interrupts():  # never between the two renames: --out would be gone
+            if out.exists():
+                old = out.parent / f".{out.name}.old-{os.getpid()}-{int(time.time() * 1000)}"
+                os.replace(out, old)
+            os.replace(staging, out)
+            _fsync_dir(out.parent)
     except OSError as e:
         _blame(e, prefix, out)
         raise
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if old is not None and out.exists():  # the swap happened (an interrupt it held may be on its way)
+            shutil.rmtree(old, ignore_errors=True)
 
 
 class Artifact:

@@ -8,6 +8,7 @@ building a CUDA variant never needs (or creates) a CUDA session.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -17,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..artifact import Artifact, model_files
+from ..artifact import Artifact, deferred_interrupts, model_files
 from ..compare import compare_arrays, per_sample_rows
 from ..errors import UserInputError
 from ..graph import QUANTIZED_OPS, is_quantized, load_graph
@@ -278,30 +279,38 @@ def optimize_artifact(artifact_dir: Path, options: OptimizeOptions = OptimizeOpt
     root = artifact.root
     external = bool((artifact.manifest.get("export") or {}).get("external_data")) or model.ByteSize() > (2 << 30) - (64 << 20)
     staging = Path(tempfile.mkdtemp(prefix=f".optimize-{options.variant}-", dir=root))
+    # From the first rename to the manifest save, Ctrl-C/SIGTERM wait: the model files
+    # and the manifest that records their hashes change together.
+    critical = contextlib.ExitStack()
     try:
         say(f"writing {options.file_name}")
         staged = _save(model, staging / options.file_name, external)
         checks = run_checks(artifact, spec, staging / options.file_name, fused_fp32, options, say)
+        critical.enter_context(deferred_interrupts())
         published = _publish(staged, root, options.file_name)
+    except BaseException:
+        critical.close()
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-    report = OptimizeReport(
-        artifact=root, options=options, file=options.file_name, fusion=fusion.report, checks=checks,
-        fp16=fp16_report, int8=int8_report, notes=notes, tool_versions=_versions(),
-        sizes={name: (root / name).stat().st_size for name in published},
-    )
-    report.seconds = round(time.perf_counter() - started, 2)
-    for name in published:
-        artifact.record_file(name)
-    if not any(n.endswith(".data") for n in published):
-        artifact.forget_file(options.file_name + ".data")
-    artifact.variants[options.variant] = {
-        "file": options.file_name,
-        "precision": options.precision,
-        "device": "cpu" if options.precision == "int8" else options.device,
-        "from": "base",
-    }
-    artifact.record_stage(f"optimize.{options.variant}", report.to_dict())
-    artifact.save()
+    with critical:
+        report = OptimizeReport(
+            artifact=root, options=options, file=options.file_name, fusion=fusion.report, checks=checks,
+            fp16=fp16_report, int8=int8_report, notes=notes, tool_versions=_versions(),
+            sizes={name: (root / name).stat().st_size for name in published},
+        )
+        report.seconds = round(time.perf_counter() - started, 2)
+        for name in published:
+            artifact.record_file(name)
+        if not any(n.endswith(".data") for n in published):
+            artifact.forget_file(options.file_name + ".data")
+        artifact.variants[options.variant] = {
+            "file": options.file_name,
+            "precision": options.precision,
+            "device": "cpu" if options.precision == "int8" else options.device,
+            "from": "base",
+        }
+        artifact.record_stage(f"optimize.{options.variant}", report.to_dict())
+        artifact.save()
     return report
