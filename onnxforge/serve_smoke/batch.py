@@ -7,8 +7,8 @@ model on length-sorted batches of that chunk (ONNX Runtime releases the GIL); a 
 thread formats and writes the previous chunk. Memory is bounded by a few chunks.
 
 Rows come out in input order with the input's other columns. A row whose text is
-empty or not valid UTF-8 is kept, with an ``error`` cell saying why, and counted in
-the report; it is never dropped. The output appears only when complete
+empty or not valid UTF-8, or whose field count differs from the header's, is kept,
+with an ``error`` cell saying why, and counted in the report; it is never dropped. The output appears only when complete
 (``atomic_path``): a failure or Ctrl-C leaves no partial file.
 """
 
@@ -98,6 +98,7 @@ class BatchReport:
     undecodable_rows: list[int] = field(default_factory=list)
     undecodable_count: int = 0
     truncated_count: int = 0
+    ragged_rows: list[int] = field(default_factory=list)
     ragged_count: int = 0
     result_columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -106,7 +107,7 @@ class BatchReport:
 
     @property
     def error_count(self) -> int:
-        return self.empty_count + self.undecodable_count
+        return self.empty_count + self.undecodable_count + self.ragged_count
 
     def __bool__(self) -> bool:
         """True when every row got a result."""
@@ -130,7 +131,7 @@ class BatchReport:
             "empty": {"count": self.empty_count, "rows": self.empty_rows},
             "undecodable": {"count": self.undecodable_count, "rows": self.undecodable_rows},
             "truncated_rows": self.truncated_count,
-            "ragged_rows": self.ragged_count,
+            "ragged": {"count": self.ragged_count, "rows": self.ragged_rows},
             "result_columns": self.result_columns,
             "seconds": round(self.seconds, 3),
             "load_seconds": round(self.load_seconds, 3),
@@ -227,14 +228,20 @@ def _read_chunks(reader, raw, path: Path, n_cols: int, col: int, chunk_rows: int
             return
         texts, idx, errors = [], [], {}
         for i, row in enumerate(rows):
+            cell = row[col] if col < len(row) else ""
             if len(row) != n_cols:
+                # A field too many or too few: an unquoted delimiter or a lost cell, so the
+                # text may be the wrong field. Carried columns are padded or cut to fit.
+                errors[i] = (f"ragged: the row has {len(row)} field(s), the header {n_cols}; "
+                             "quote fields that contain the delimiter")
                 report.ragged_count += 1
+                if len(report.ragged_rows) < LISTED_ROWS:
+                    report.ragged_rows.append(row_no + i + 1)
                 if len(row) < n_cols:
                     row.extend([""] * (n_cols - len(row)))
                 else:
                     del row[n_cols:]
-            cell = row[col]
-            if not _valid_utf8(cell):
+            elif not _valid_utf8(cell):
                 errors[i] = "undecodable: the text is not valid UTF-8"
                 report.undecodable_count += 1
                 if len(report.undecodable_rows) < LISTED_ROWS:
@@ -555,6 +562,7 @@ def _pipeline(runtime, reader, raw, input_path, header, col, keep_idx, writer, o
                 break
             t0 = time.perf_counter()
             chunk.results = _infer(runtime, chunk, options.normalize, report)
+            chunk.encodings = chunk.groups = None  # the writer needs only the rows and results
             timings["infer"] += time.perf_counter() - t0
             report.rows += len(chunk.rows)
             report.ok_rows += len(chunk.texts)

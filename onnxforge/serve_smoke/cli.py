@@ -157,10 +157,11 @@ def batch_command(
         report = batch_file(artifact_dir, input_csv, out, options)
     _render_batch(report)
     print_json_maybe(json_path, report.to_dict())
-    # A ragged row was padded or cut: its text may be the wrong field (an unquoted comma).
-    if strict and (not report or report.ragged_count):
-        err_console().print(f"[bold red]check failed:[/] --strict: {report.error_count} row(s) without a result, "
-                            f"{report.ragged_count} ragged row(s); {report.output} lists each in its error column",
+    if strict and not report:
+        from rich.markup import escape
+
+        err_console().print(f"[bold red]check failed:[/] --strict: {report.error_count} row(s) without a result "
+                            f"({report.ragged_count} of them ragged); {escape(report.output)} lists each in its error column",
                             markup=True)
         raise typer.Exit(1)
 
@@ -180,7 +181,9 @@ def _render_batch(report) -> None:
     if report.truncated_count:
         err_console().print(f"{report.truncated_count} text(s) were longer than the model's maximum and were truncated")
     if report.ragged_count:
-        err_console().print(f"{report.ragged_count} row(s) had a different number of fields than the header (padded or cut)")
+        rows = ", ".join(map(str, report.ragged_rows)) + (" ..." if report.ragged_count > len(report.ragged_rows) else "")
+        err_console().print(f"[yellow]{report.ragged_count} row(s) had a different number of fields than the header[/] "
+                            f"(data rows {rows}): error column set, no result", markup=True)
 
 
 COMMANDS = {"smoke": smoke_command, "serve": serve_command, "batch": batch_command}
