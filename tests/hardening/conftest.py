@@ -74,6 +74,17 @@ def hard_package(tmp_path_factory, hard_artifact) -> Path:
 
 
 @pytest.fixture(scope="session")
+def hard_optimized(tmp_path_factory, hard_artifact) -> Path:
+    """The tiny artifact with its fp32 fused variant (model_optimized.onnx) built. Read-only."""
+    from onnxforge.optimize import OptimizeOptions, optimize_artifact
+
+    art = tmp_path_factory.mktemp("hard_opt") / "art"
+    shutil.copytree(hard_artifact, art)
+    assert optimize_artifact(art, OptimizeOptions())
+    return art
+
+
+@pytest.fixture(scope="session")
 def hard_runtime(hard_artifact):
     from onnxforge.serve_smoke import Runtime
 
@@ -171,3 +182,47 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 def cli_command(*args) -> list[str]:
     return [sys.executable, "-m", "tests.hardening.slow_cli", *map(str, args)]
+
+
+# -- a live server ------------------------------------------------------------------------
+@contextlib.contextmanager
+def live_server(runtime, options):
+    """The app under real uvicorn on a loopback port the OS picks; stopped on exit."""
+    import threading
+    import time
+
+    from onnxforge.serve_smoke.server import bind_socket, create_app, make_server
+
+    sock = bind_socket("127.0.0.1", 0)
+    app = create_app(runtime, options)
+    server = make_server(app, options)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="hardening-uvicorn")
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+
+class SlowRuntime:
+    """A real runtime whose every model call first sleeps ``delay`` seconds."""
+
+    def __init__(self, runtime, delay: float):
+        self._runtime = runtime
+        self.delay = delay
+
+    def run(self, feeds):
+        import time
+
+        time.sleep(self.delay)
+        return self._runtime.run(feeds)
+
+    def __getattr__(self, name):
+        return getattr(self._runtime, name)

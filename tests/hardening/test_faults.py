@@ -66,17 +66,6 @@ def assert_interrupted(code: int, stderr: str) -> None:
     assert "Traceback" not in stderr
 
 
-@pytest.fixture(scope="session")
-def hard_optimized(tmp_path_factory, hard_artifact) -> Path:
-    """The tiny artifact with an fp32 optimized variant already built. Read-only."""
-    from onnxforge.optimize import OptimizeOptions, optimize_artifact
-
-    art = tmp_path_factory.mktemp("hard_opt") / "art"
-    shutil.copytree(hard_artifact, art)
-    assert optimize_artifact(art, OptimizeOptions())
-    return art
-
-
 @SIGNALS
 def test_export_interrupted_keeps_the_previous_artifact(sig, hard_src, hard_artifact, tmp_path, cli):
     work = tmp_path / "work"
