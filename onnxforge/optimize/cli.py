@@ -43,7 +43,7 @@ def _render(report, console) -> None:
     if d["int8"]:
         q = d["int8"]
         console.print(f"  int8: {q['quantized_nodes']['MatMul']} MatMul + {q['quantized_nodes']['Attention']} Attention "
-                      f"quantized; {len(q['outlier_split'])} MatMuls keep outlier channels in fp32")
+                      f"quantized; outlier channels ({q['outliers']['method']}) in {len(q['outliers']['matmuls'])} MatMuls")
         kept = q["fp32_nodes"]["Attention"]
         if kept:
             console.print(f"  int8: {len(kept)} Attention left fp32: {next(iter(kept.values()))}")

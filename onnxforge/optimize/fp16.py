@@ -30,6 +30,9 @@ from typing import Any
 import numpy as np
 
 FP16_MAX = 65504.0
+# float32's extremes (torch.finfo(float32).min) fill masked attention positions; the
+# converter clamps such constants to -65504, which masks just as completely.
+MASK_FILL = 1e30
 
 BLOCK_REASONS: dict[str, str] = {
     "ReduceMean": "mean and variance of an unfused LayerNormalization: kept with Pow so the variance is never "
@@ -54,10 +57,12 @@ def block_list() -> dict[str, str]:
     return _default_block_list() | BLOCK_REASONS
 
 
-def overflow_scan(model, feeds_list: list[dict[str, np.ndarray]], limit: float) -> dict[str, float]:
+def overflow_scan(model, feeds_list: list[dict[str, np.ndarray]], limit: float) -> tuple[dict[str, float], list[str]]:
     """Largest |value| of every float node output over the calibration feeds (CPU, fp32).
 
-    Returns {node name: max abs} for nodes reaching ``limit``.
+    Returns ({node name: max abs} for nodes reaching ``limit``, nodes whose only huge
+    values are mask fills). Mask fills (|x| >= 1e30) are not counted as overflow:
+    keeping such a node fp32 would be worse, its output would then be cast to -inf.
     """
     import onnx
     import onnxruntime as ort
@@ -78,12 +83,17 @@ def overflow_scan(model, feeds_list: list[dict[str, np.ndarray]], limit: float) 
     names = [o.name for o in session.get_outputs()]
     inputs = {i.name for i in session.get_inputs()}
     peak: dict[str, float] = {}
+    fills: set[str] = set()
     for feeds in feeds_list:
         values = session.run(names, {k: v for k, v in feeds.items() if k in inputs})
         for name, value in zip(names, values):
             if name in owner and isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size:
-                peak[name] = max(peak.get(name, 0.0), float(np.abs(value).max()))
-    return {owner[n]: v for n, v in peak.items() if v >= limit}
+                a = np.abs(value)
+                ordinary = a[a < MASK_FILL]
+                if ordinary.size < a.size:
+                    fills.add(owner[name])
+                peak[name] = max(peak.get(name, 0.0), float(ordinary.max()) if ordinary.size else 0.0)
+    return {owner[n]: v for n, v in peak.items() if v >= limit}, sorted(fills)
 
 
 def to_fp16(model, feeds_list: list[dict[str, np.ndarray]], margin: float) -> tuple[Any, dict[str, Any]]:
@@ -94,7 +104,7 @@ def to_fp16(model, feeds_list: list[dict[str, np.ndarray]], margin: float) -> tu
     reasons = block_list()
     present = Counter(n.op_type for n in model.graph.node)
     limit = FP16_MAX * margin
-    hot = overflow_scan(model, feeds_list, limit) if feeds_list else {}
+    hot, fills = overflow_scan(model, feeds_list, limit) if feeds_list else ({}, [])
     onnx_model = OnnxModel(model)
     onnx_model.convert_float_to_float16(
         keep_io_types=True,
@@ -116,6 +126,7 @@ def to_fp16(model, feeds_list: list[dict[str, np.ndarray]], margin: float) -> tu
             "limit": limit,
             "inputs": len(feeds_list),
             "blocked_nodes": hot,
+            "mask_fill_nodes": fills,
         },
         "initializer_dtypes": dict(dtypes),
     }

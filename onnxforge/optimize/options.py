@@ -13,6 +13,7 @@ DEVICES = ("cpu", "cuda")
 VARIANT_FOR_PRECISION = {"fp32": "optimized", "fp16": "fp16", "int8": "int8"}
 # The device each precision is built for; the other one is allowed with a note.
 TARGET_DEVICE = {"fp16": "cuda", "int8": "cpu"}
+OUTLIER_METHODS = ("smooth", "split", "none")
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,13 @@ class OptimizeOptions:
     check_texts: int = 64
     check_offset: int = 1500
     # A MatMul input channel whose calibrated |max| exceeds outlier_ratio x the median
-    # channel's stays in fp32 (at most max_outlier_channels per MatMul).
+    # channel's is an outlier (at most max_outlier_channels per MatMul). "smooth" scales
+    # it down to smooth_target x the median (into the weights); "split" computes it in
+    # fp32 beside the int8 product (more accurate, ~15% slower); "none" leaves it.
+    outlier_method: str = "smooth"
     outlier_ratio: float = 6.0
     max_outlier_channels: int = 4
+    smooth_target: float = 5.0
     quantize_attention: bool = True
     int8_min_cosine: float = 0.99
     int8_mean_cosine: float = 0.995
@@ -55,8 +60,11 @@ class OptimizeOptions:
             )
         if self.calibration_texts < 1 or self.check_texts < 1:
             raise UserInputError("calibration_texts and check_texts must be at least 1")
-        if self.outlier_ratio <= 1.0 or self.max_outlier_channels < 0:
-            raise UserInputError("outlier_ratio must be > 1 and max_outlier_channels >= 0")
+        if self.outlier_ratio <= 1.0 or self.max_outlier_channels < 0 or self.smooth_target <= 0:
+            raise UserInputError("outlier_ratio must be > 1, max_outlier_channels >= 0 and smooth_target > 0")
+        if self.outlier_method not in OUTLIER_METHODS:
+            raise UserInputError(f"outlier_method {self.outlier_method!r} is not known",
+                                 hint=f"choose one of {', '.join(OUTLIER_METHODS)}")
 
     @property
     def variant(self) -> str:

@@ -147,3 +147,23 @@ def test_fp16_overflow_scan_keeps_hot_nodes_fp32(tiny_opt):
                 to = next(a.i for a in producers[name].attribute if a.name == "to")
                 assert to in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT32), (node.name, name, to)
     assert seen == len(blocked)
+
+
+def test_fp16_dynamo_mask_fill_is_clamped_not_blocked(tiny_dynamo_opt, copy_artifact):
+    """The dynamo graph builds its attention bias with float32's minimum (-3.4e38). The scan
+    must not keep that node fp32 (its output would be cast to -inf); the converter clamps the
+    constant to -65504 instead, and parity holds."""
+    from onnx import numpy_helper
+
+    from onnxforge.optimize import OptimizeOptions, optimize_artifact
+
+    folder = copy_artifact(tiny_dynamo_opt[0])
+    report = optimize_artifact(folder, OptimizeOptions(precision="fp16", device="cuda"))
+    assert report, report.failures()
+    scan = report.fp16["overflow_scan"]
+    assert scan["blocked_nodes"] == {} and scan["mask_fill_nodes"]
+    model = onnx.load(str(folder / "model_fp16.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    where = next(n for n in model.graph.node if n.name == scan["mask_fill_nodes"][0])
+    fills = [inits[i] for i in where.input if i in inits and inits[i].size and inits[i].min() < -1e4]
+    assert fills and all(f.dtype == np.float16 and f.min() == np.float16(-65504) for f in fills)

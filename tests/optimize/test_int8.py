@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 
 from onnxforge.artifact import Artifact
 from onnxforge.data import sample_texts
@@ -67,22 +68,25 @@ def test_int8_report_settings_and_outliers(minilm_int8):
     assert q["weights"].startswith("int8") and q["reduce_range"] is False
     assert q["quantized_nodes"] == {"MatMul": 18, "Attention": 6}
     # MiniLM's massive-activation channel (hidden dim 99, ~28 vs a median ~2) is found by calibration.
-    split = q["outlier_split"]
-    assert 1 <= len(split) <= 18
-    layer0 = split["/model/encoder/layer.0/intermediate/dense/MatMul"]
+    outliers = q["outliers"]
+    assert outliers["method"] == "smooth" and 1 <= len(outliers["matmuls"]) <= 18
+    layer0 = outliers["matmuls"]["/model/encoder/layer.0/intermediate/dense/MatMul"]
     assert 99 in layer0["channels"] and max(layer0["absmax"]) > 6 * layer0["median_absmax"]
-    assert any(row["config"].endswith("(chosen)") for row in q["tradeoff_measured"])
+    # Scaled down to smooth_target (5) x the median channel's range.
+    assert layer0["scale"][0] * 5 * layer0["median_absmax"] == pytest.approx(layer0["absmax"][0], rel=1e-2)
+    assert any(row["config"].endswith("[default]") for row in q["tradeoff_measured"])
     held_out = next(c for c in rec["checks"] if c["name"] == "held-out texts")
     assert held_out["passed"] and held_out["outputs"]["last_hidden_state"]["samples"] == 64
 
 
-def test_int8_split_is_exact_before_quantization(tiny_opt):
-    """The outlier split rewrites X @ W as (X * keep) @ W + X[:, idx] @ W[idx]: in fp32 the
-    rewritten graph must compute exactly what the fused graph computes."""
+@pytest.mark.parametrize("method", ["split", "smooth"])
+def test_int8_outlier_rewrites_are_exact_before_quantization(tiny_opt, method):
+    """Both outlier rewrites are identities in fp32: split computes X @ W as
+    (X * keep) @ W + X[:, idx] @ W[idx], smooth as (X / s) @ (s W)."""
     import onnxruntime as ort
 
     from onnxforge.inputs import random_inputs
-    from onnxforge.optimize.int8 import channel_absmax, split_outliers, weighted_matmuls
+    from onnxforge.optimize.int8 import channel_absmax, smooth_outliers, split_outliers, weighted_matmuls
 
     folder = tiny_opt[0]
     spec = Artifact.open(folder).spec
@@ -91,7 +95,10 @@ def test_int8_split_is_exact_before_quantization(tiny_opt):
     inputs = sorted({n.input[0] for n in weighted_matmuls(model)})
     absmax = channel_absmax(model, inputs, [feeds])
     split_model = onnx.ModelProto.FromString(model.SerializeToString())
-    main, split = split_outliers(split_model, absmax, ratio=1.5, cap=3)  # low ratio: force splits
+    if method == "split":  # a low ratio forces rewrites on this random model
+        main, split = split_outliers(split_model, absmax, ratio=1.5, cap=3)
+    else:
+        main, split = smooth_outliers(split_model, absmax, ratio=1.5, cap=3, target=1.0)
     assert split and len(main) == len(weighted_matmuls(model))
     assert all(1 <= len(s["channels"]) <= 3 for s in split.values())
 
