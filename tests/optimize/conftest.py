@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from onnxforge.artifact import Artifact
-
 
 def _copy(src: Path, factory, name: str) -> Path:
     dst = factory.mktemp(name) / "art"
