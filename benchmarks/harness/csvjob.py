@@ -137,6 +137,10 @@ def run(art: Path, texts: list[str], *, rows: int, naive_rows: int, batch_size: 
     else:
         result["onnxforge"] = {"skipped": "onnxforge batch is not available in this checkout"}
 
+    # Right after the pipeline it is compared with, so a drifting machine load moves both alike.
+    log(f"pure compute of {variant} on {rows} rows")
+    result["pure_compute"] = pure_compute(art, variant, all_rows, batch_size, log)
+
     naive_out = work / "naive_out.csv"
     log(f"naive pipeline on {naive_rows} rows (fixed padding to {naive_max_length})")
     naive_cmd = [sys.executable, str(HERE / "naive_pipeline.py"), "--model", str(art / "model.onnx"), "--tokenizer", str(art),
@@ -157,8 +161,6 @@ def run(art: Path, texts: list[str], *, rows: int, naive_rows: int, batch_size: 
             result["agreement"] = _agreement(of_out, naive_out, art, all_rows[:naive_rows], naive_max_length)
     result["naive"] = naive_info
 
-    log(f"pure compute of {variant} on {rows} rows")
-    result["pure_compute"] = pure_compute(art, variant, all_rows, batch_size, log)
     return result
 
 

@@ -155,7 +155,7 @@ def server_md(results: dict[str, Any]) -> list[str]:
         c1n, c1o = run_at(nv, 1), run_at(of, 1)
         over_n = (c1n.get("mean_ms") or 0) - comp.get("naive encode", 0) - comp.get("naive inference", 0) if c1n and comp else None
         over_o = (c1o.get("mean_ms") or 0) - comp.get("onnxforge encode", 0) - comp.get("onnxforge inference", 0) if c1o and comp else None
-        lines.append(_row(["API overhead (concurrency 1)", f"~{seed['Python FastAPI']['overhead_ms']:g} ms", f"~{seed['Rust Actix Web']['overhead_ms']:g} ms",
+        lines.append(_row(["API overhead (c=1 mean - encoding - inference)", f"~{seed['Python FastAPI']['overhead_ms']:g} ms", f"~{seed['Rust Actix Web']['overhead_ms']:g} ms",
                            _f(over_n, "{:.2f}", " ms"), _f(over_o, "{:.2f}", " ms")]))
         for c, _n in loads:
             rn, ro = run_at(nv, c), run_at(of, c)

@@ -158,3 +158,14 @@ def test_cli_module_is_light():
             "heavy = [m for m in ('torch', 'onnxruntime', 'numpy') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cuda_without_cuda_is_exit_1_naming_providers(tiny_artifact, cli):
+    from onnxforge.runners import cuda_unavailable_reason
+
+    if cuda_unavailable_reason() is None:
+        pytest.skip("this machine has a usable CUDA")
+    code, _, stderr = cli("bench", tiny_artifact, "--quick", "--device", "cuda", "--no-torch", "--batch-sizes", "1",
+                          "--seq-lens", "8")
+    assert code == 1, stderr
+    assert "CUDAExecutionProvider" in stderr and "CPUExecutionProvider" in stderr and "Traceback" not in stderr
