@@ -49,24 +49,27 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _onnxforge(*args: str) -> None:
+    """Run an onnxforge command in a child process, so that no session, thread pool or
+    allocation from building the model lingers in the process that times it."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "onnxforge.cli", *args]
+    say("$ onnxforge " + " ".join(args))
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise SystemExit(f"onnxforge {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+
+
 def prepare_artifact(path: Path | None, work: Path) -> Path:
     """An exported MiniLM with the fused fp32 and int8 variants (built when missing)."""
-    from onnxforge.optimize import OptimizeOptions, optimize_artifact
-
     if path is None:
-        from onnxforge.export import ExportOptions, export_model
-        from onnxforge.sources import resolve_source
-
         path = work / "minilm"
-        say(f"exporting MiniLM to {path}")
-        export_model(resolve_source(None), path, ExportOptions())
+        _onnxforge("export", "--out", str(path))
     art = Artifact.open(path)
     for precision, variant in (("fp32", "optimized"), ("int8", "int8")):
         if variant not in art.variants:
-            say(f"optimize --precision {precision}")
-            report = optimize_artifact(path, OptimizeOptions(precision=precision))
-            if not report:
-                say(f"warning: optimize {precision}: {report.failures()}")
+            _onnxforge("optimize", str(path), "--precision", precision)
     return path
 
 

@@ -135,3 +135,24 @@ def test_options_are_frozen_and_validated():
         o.precision = "fp32"
     with pytest.raises(UserInputError):
         OptimizeOptions(outlier_ratio=1.0)
+
+
+def test_external_data_artifact(tiny_bert_dir, tmp_path):
+    """A base export with its weights in model.onnx.data gets variants stored the same way,
+    both files hashed, and they load from the folder."""
+    from onnxforge.export import ExportOptions, export_model
+    from onnxforge.optimize import OptimizeOptions, optimize_artifact
+    from onnxforge.sources import resolve_source
+
+    from .helpers import parity_vs_torch
+
+    out = tmp_path / "ext"
+    assert export_model(resolve_source(str(tiny_bert_dir)), out, ExportOptions(external_data_threshold=1024))
+    assert (out / "model.onnx.data").is_file()
+    report = optimize_artifact(out, OptimizeOptions())
+    assert report, report.failures()
+    assert set(report.sizes) == {"model_optimized.onnx", "model_optimized.onnx.data"}
+    files = Artifact.open(out).manifest["files"]
+    assert {"model_optimized.onnx", "model_optimized.onnx.data"} <= set(files)
+    assert (out / "model_optimized.onnx").stat().st_size < 100_000  # the weights are in the .data file
+    assert max(parity_vs_torch(out, "optimized").values()) <= 1e-4
