@@ -1,13 +1,16 @@
 """Cross-check `onnxforge bench`: are its ratios what a separate, simpler timing finds?
 
-1. Runs `onnxforge bench ART --json ...` (one process, its block/cycle engine).
-2. Times the same contenders again with independent code: each contender alone in a
-   fresh process (transformers' AutoModel and a bare onnxruntime.InferenceSession, its
-   own inputs, a plain warm-up + timed loop), rounds of processes round-robin.
-3. Prints both medians and both ratios against PyTorch fp32, and the relative
-   difference of the ratios; exits 1 if any differs by more than --tolerance.
+In each round:
+1. runs `onnxforge bench ART --json ...` (one process, its block/cycle engine);
+2. right after, times the same contenders again with independent code: each contender
+   alone in a fresh process (transformers' AutoModel and a bare
+   onnxruntime.InferenceSession, its own inputs, a plain warm-up + timed loop).
+Both timings of a round are minutes apart at most, so a shared machine's load drifts
+less between them. Over the rounds it takes the median of each figure, prints both
+medians and both ratios against PyTorch fp32 and their relative difference, and exits
+1 if any differs by more than --tolerance.
 
-    python benchmarks/check_bench_agreement.py ART --batch-sizes 1,8 --seq-lens 128 --threads 1
+    python benchmarks/check_bench_agreement.py ART --batch-sizes 1,8 --seq-lens 128
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def main() -> int:
     p.add_argument("--batch-sizes", default="1,8")
     p.add_argument("--seq-lens", default="128")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for both timings (1 is steadier on a shared CPU)")
-    p.add_argument("--rounds", type=int, default=3, help="fresh processes per contender and shape")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of (bench, then separate timings)")
     p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per process")
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--tolerance", type=float, default=0.15, help="largest allowed relative ratio difference")
@@ -96,53 +99,58 @@ def main() -> int:
         _single(args)
         return 0
 
-    with tempfile.TemporaryDirectory() as tmp:
-        bench_json = Path(tmp) / "bench.json"
-        cmd = [sys.executable, "-m", "onnxforge.cli", "bench", args.artifact, "--device", "cpu",
-               "--batch-sizes", args.batch_sizes, "--seq-lens", args.seq_lens, "--json", str(bench_json)]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        print("bench:", " ".join(cmd[2:]), file=sys.stderr)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        bench = json.loads(bench_json.read_text())
-
-    shapes = sorted({(r["batch"], r["seq"]) for r in bench["rows"]})
-    names = list(dict.fromkeys(r["name"] for r in bench["rows"]))
+    bench_runs: list[dict] = []
     separate: dict[tuple, list[float]] = {}
     for rnd in range(args.rounds):
-        for batch, seq in shapes:
-            for name in names:
-                print(f"separate timing, round {rnd + 1}/{args.rounds}: {name} {batch}x{seq}", file=sys.stderr)
-                out = subprocess.run(
-                    [sys.executable, __file__, args.artifact, "--single", name, "--batch", str(batch), "--seq", str(seq),
-                     "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
-                    + (["--threads", str(args.threads)] if args.threads else []),
-                    check=True, capture_output=True, text=True).stdout
-                separate.setdefault((name, batch, seq), []).append(json.loads(out.strip().splitlines()[-1])["median_s"])
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_json = Path(tmp) / "bench.json"
+            cmd = [sys.executable, "-m", "onnxforge.cli", "bench", args.artifact, "--device", "cpu",
+                   "--batch-sizes", args.batch_sizes, "--seq-lens", args.seq_lens, "--json", str(bench_json),
+                   "--cycles", "2", "--max-cycles", "3", "--block-seconds", "0.3"]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            print(f"round {rnd + 1}/{args.rounds}: {' '.join(cmd[3:])}", file=sys.stderr)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            bench_runs.append(json.loads(bench_json.read_text()))
+        rows_now = bench_runs[-1]["rows"]
+        for r in rows_now:
+            print(f"round {rnd + 1}/{args.rounds}: separate timing of {r['name']} {r['batch']}x{r['seq']}", file=sys.stderr)
+            out = subprocess.run(
+                [sys.executable, __file__, args.artifact, "--single", r["name"], "--batch", str(r["batch"]),
+                 "--seq", str(r["seq"]), "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
+                + (["--threads", str(args.threads)] if args.threads else []),
+                check=True, capture_output=True, text=True).stdout
+            separate.setdefault((r["name"], r["batch"], r["seq"]), []).append(json.loads(out.strip().splitlines()[-1])["median_s"])
+
+    def bench_ms(run: dict, key: tuple) -> float:
+        return next(r["median_ms"] for r in run["rows"] if (r["name"], r["batch"], r["seq"]) == key)
 
     rows, worst = [], 0.0
-    for r in bench["rows"]:
+    for r in bench_runs[0]["rows"]:
         key = (r["name"], r["batch"], r["seq"])
-        ref_key = ("torch fp32", r["batch"], r["seq"])
-        sep_median = statistics.median(separate[key]) * 1e3
-        sep_ratio = statistics.median(separate[ref_key]) * 1e3 / sep_median
-        diff = r["speedup_vs_reference"] / sep_ratio - 1
+        ref = ("torch fp32", r["batch"], r["seq"])
+        # Ratios within each round (the two methods' neighbours in time), then medians.
+        bench_ratios = [bench_ms(run, ref) / bench_ms(run, key) for run in bench_runs]
+        sep_ratios = [a / b for a, b in zip(separate[ref], separate[key])]
+        bench_ratio, sep_ratio = statistics.median(bench_ratios), statistics.median(sep_ratios)
+        diff = bench_ratio / sep_ratio - 1
         if r["name"] != "torch fp32":
             worst = max(worst, abs(diff))
-        rows.append({"contender": r["name"], "batch": r["batch"], "seq": r["seq"], "bench_median_ms": r["median_ms"],
-                     "separate_median_ms": sep_median, "bench_ratio": r["speedup_vs_reference"], "separate_ratio": sep_ratio,
-                     "ratio_difference": diff, "bench_noise": r["spread"],
-                     "separate_spread": (max(separate[key]) - min(separate[key])) / statistics.median(separate[key])})
+        rows.append({"contender": r["name"], "batch": r["batch"], "seq": r["seq"],
+                     "bench_median_ms": statistics.median(bench_ms(run, key) for run in bench_runs),
+                     "separate_median_ms": statistics.median(separate[key]) * 1e3,
+                     "bench_ratio": bench_ratio, "separate_ratio": sep_ratio, "ratio_difference": diff,
+                     "bench_ratios_by_round": bench_ratios, "separate_ratios_by_round": sep_ratios})
     print(f"{'contender':22} {'shape':>7} {'bench ms':>9} {'sep. ms':>9} {'bench x':>8} {'sep. x':>8} {'diff':>7}")
     for r in rows:
         print(f"{r['contender']:22} {r['batch']:>3}x{r['seq']:<3} {r['bench_median_ms']:9.2f} {r['separate_median_ms']:9.2f} "
               f"{r['bench_ratio']:8.2f} {r['separate_ratio']:8.2f} {100 * r['ratio_difference']:+6.1f}%")
-    la = bench["machine"].get("load_average")
+    loads = [run["machine"].get("load_average", [None])[0] for run in bench_runs]
     print(f"largest ratio difference: {100 * worst:.1f}% (tolerance {100 * args.tolerance:.0f}%); "
-          f"load average at the bench's start: {la}")
+          f"1-minute load at each round's start: {loads}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "worst": worst, "tolerance": args.tolerance,
-                                         "threads": args.threads, "machine": bench["machine"]}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"rows": rows, "worst": worst, "tolerance": args.tolerance, "rounds": args.rounds,
+                                         "threads": args.threads, "machine": bench_runs[0]["machine"]}, indent=2) + "\n")
     return 0 if worst <= args.tolerance else 1
 
 

@@ -111,6 +111,8 @@ def test_quick_bench_cli_outputs(tiny_artifact, cli, tmp_path):
     assert m["cpu_flags"] is not None and m["logical_cores"] >= 1 and m["versions"]["onnxruntime"]
     peak = report["peaks"]["cpu"]
     assert peak["dtype"] == "fp32" and peak["gflops"] > 0
+    # Measured before and after the timings; the better one is the peak.
+    assert peak["gflops"] == max(peak["gflops_start"], peak["gflops_end"])
     rows = report["rows"]
     assert {(r["name"], r["batch"]) for r in rows} >= {("torch fp32", 1), ("torch fp32", 4), ("ort base", 1), ("ort base", 4)}
     spec = Artifact.open(tiny_artifact).spec
