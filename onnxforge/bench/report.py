@@ -159,6 +159,10 @@ class BenchReport:
         for dev, peak in self.peaks.items():
             lines.append(f"- eff %: model GFLOP/s over the {peak['dtype']} GEMM peak measured on {dev} in this run "
                          f"({peak['gflops']:.0f} GFLOP/s, {peak['library']}, n={peak['n']}).")
+        bf16 = self.machine.get("cpu_bf16_gemm")
+        if bf16:
+            lines.append(f"- for context, the bf16 GEMM peak on this CPU (AMX/AVX512-BF16): {bf16['gflops']:.0f} GFLOP/s; "
+                         "bf16 and int8 rows can pass 100% of the fp32 peak.")
         lines.append("- vs torch: PyTorch eager fp32 median / this median, same device and shape (above 1 is faster).")
         lines.append("- noise %: spread of the per-cycle medians, (max - min) / median.")
         for s in self.skipped:
