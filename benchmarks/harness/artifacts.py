@@ -48,6 +48,22 @@ def build_bert_base_folder(folder: Path) -> Path:
     return folder
 
 
+def code_stamp() -> str:
+    """A hash of the code that builds the artifacts (onnxforge's export, optimize and
+    sources): a cached artifact built by other code is rebuilt, not silently reused."""
+    import hashlib
+
+    import onnxforge
+
+    root = Path(onnxforge.__file__).parent
+    h = hashlib.sha256(onnxforge.__version__.encode())
+    for folder in ("export", "optimize", "sources"):
+        for path in sorted((root / folder).rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _variants(art: Path) -> dict[str, Any]:
     try:
         return json.loads((art / "onnxforge.json").read_text()).get("variants", {})
@@ -63,6 +79,11 @@ def prepare(name: str, work: Path, *, given: Path | None, optimize: bool, log) -
         return info
     art = work / name
     steps = []
+    stamp_file = work / f"{name}.stamp"
+    stamp = code_stamp()
+    if (art / "onnxforge.json").is_file() and (not stamp_file.is_file() or stamp_file.read_text().strip() != stamp):
+        log(f"{art} was built by other onnxforge code: rebuilding it")
+        shutil.rmtree(art)
     if not (art / "onnxforge.json").is_file():
         if name == "minilm":
             cmd = ONNXFORGE + ["export", "--out", str(art), "--force"]
@@ -95,5 +116,7 @@ def prepare(name: str, work: Path, *, given: Path | None, optimize: bool, log) -
                               "stderr_tail": r["stderr"][-1500:] if r["returncode"] else ""})
         else:
             steps.append({"step": "optimize", "skipped": "onnxforge optimize is not available in this checkout"})
-    info.update(artifact=str(art.resolve()), built=bool(steps), steps=steps, variants=sorted(_variants(art)))
+    stamp_file.write_text(stamp + "\n")
+    info.update(artifact=str(art.resolve()), built=bool(steps), steps=steps, variants=sorted(_variants(art)),
+                code_stamp=stamp)
     return info
