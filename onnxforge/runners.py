@@ -7,6 +7,7 @@ failure (never a silent CPU fallback) when CUDA was asked for and not obtained.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,11 @@ def make_session(
         raise UserInputError(f"--device {device} is not known", hint=f"choose one of {', '.join(DEVICES)}")
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if not os.environ.get("ONNXFORGE_DEBUG"):
+        # ORT's provider factory logs through the default logger, not the session's: its
+        # CUDA warning would print before (and say less than) onnxforge's own message.
+        # Errors that matter still raise; --debug shows the log.
+        ort.set_default_logger_severity(4)
     if threads:
         so.intra_op_num_threads = threads
     for key, value in (config or {}).items():
