@@ -131,6 +131,35 @@ def outlier_channels(amax: np.ndarray, ratio: float, cap: int) -> tuple[list[int
     return [int(i) for i in order if amax[i] > ratio * max(median, 1e-12)], median
 
 
+def _rewrite_outlier_matmuls(model, absmax: dict[str, np.ndarray], ratio: float, cap: int, rewrite) -> tuple[list[str], dict[str, Any]]:
+    """Apply ``rewrite`` to every weighted MatMul whose input has outlier channels.
+
+    ``rewrite(node, weight, idx, median, amax)`` adds its initializers to the model and
+    returns the nodes that replace ``node`` plus a record for the report. Returns the
+    names of the weighted MatMuls (the ones to quantize) and the records by node name.
+    """
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    targets = {n.name: n for n in weighted_matmuls(model)}
+    new_nodes, records = [], {}
+    for node in model.graph.node:
+        if node.name not in targets or cap == 0 or node.input[0] not in absmax:
+            new_nodes.append(node)
+            continue
+        amax = absmax[node.input[0]]
+        idx, median = outlier_channels(amax, ratio, cap)
+        if not idx:
+            new_nodes.append(node)
+            continue
+        weight = numpy_helper.to_array(inits[node.input[1]])
+        replacement, records[node.name] = rewrite(node, weight, idx, median, amax)
+        new_nodes.extend(replacement)
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    return list(targets), records
+
+
 def smooth_outliers(model, absmax: dict[str, np.ndarray], ratio: float, cap: int, target: float) -> tuple[list[str], dict[str, Any]]:
     """Scale each outlier channel down to ``target`` x the median channel's range before the
     MatMul, and the matching weight row up by the same factor (X @ W = (X / s) @ (s W)).
@@ -142,19 +171,7 @@ def smooth_outliers(model, absmax: dict[str, np.ndarray], ratio: float, cap: int
     """
     from onnx import helper, numpy_helper
 
-    inits = {t.name: t for t in model.graph.initializer}
-    targets = {n.name: n for n in weighted_matmuls(model)}
-    new_nodes, done = [], {}
-    for node in model.graph.node:
-        if node.name not in targets or cap == 0 or node.input[0] not in absmax:
-            new_nodes.append(node)
-            continue
-        amax = absmax[node.input[0]]
-        idx, median = outlier_channels(amax, ratio, cap)
-        if not idx:
-            new_nodes.append(node)
-            continue
-        weight = numpy_helper.to_array(inits[node.input[1]])
+    def rewrite(node, weight, idx, median, amax):
         scale = np.ones(weight.shape[0], dtype=weight.dtype)
         scale[idx] = amax[idx] / (target * median)
         p = node.name
@@ -165,13 +182,13 @@ def smooth_outliers(model, absmax: dict[str, np.ndarray], ratio: float, cap: int
         ])
         x = node.input[0]
         node.input[0], node.input[1] = f"{p}/smoothed_input", f"{p}/smoothed_weight"
-        new_nodes.extend([helper.make_node("Mul", [x, f"{p}/inverse_scale"], [node.input[0]], name=f"{p}/smooth"), node])
-        done[p] = {"channels": idx, "absmax": [round(float(amax[i]), 3) for i in idx], "median_absmax": round(median, 3),
-                   "scale": [round(float(scale[i]), 3) for i in idx]}
-    del model.graph.node[:]
-    model.graph.node.extend(new_nodes)
+        nodes = [helper.make_node("Mul", [x, f"{p}/inverse_scale"], [node.input[0]], name=f"{p}/smooth"), node]
+        return nodes, {"channels": idx, "absmax": [round(float(amax[i]), 3) for i in idx],
+                       "median_absmax": round(median, 3), "scale": [round(float(scale[i]), 3) for i in idx]}
+
+    result = _rewrite_outlier_matmuls(model, absmax, ratio, cap, rewrite)
     _drop_unused_initializers(model)
-    return list(targets), done
+    return result
 
 
 def _drop_unused_initializers(model) -> None:
@@ -193,19 +210,7 @@ def split_outliers(model, absmax: dict[str, np.ndarray], ratio: float, cap: int)
     """
     from onnx import helper, numpy_helper
 
-    inits = {t.name: t for t in model.graph.initializer}
-    targets = {n.name: n for n in weighted_matmuls(model)}
-    new_nodes, split = [], {}
-    for node in model.graph.node:
-        if node.name not in targets or cap == 0 or node.input[0] not in absmax:
-            new_nodes.append(node)
-            continue
-        amax = absmax[node.input[0]]
-        idx, median = outlier_channels(amax, ratio, cap)
-        if not idx:
-            new_nodes.append(node)
-            continue
-        weight = numpy_helper.to_array(inits[node.input[1]])
+    def rewrite(node, weight, idx, median, amax):
         keep = np.ones(weight.shape[0], dtype=weight.dtype)
         keep[idx] = 0
         p = node.name
@@ -217,17 +222,16 @@ def split_outliers(model, absmax: dict[str, np.ndarray], ratio: float, cap: int)
         x, y = node.input[0], node.output[0]
         node.input[0] = f"{p}/int8_input"
         node.output[0] = f"{p}/int8_output"
-        new_nodes.extend([
+        nodes = [
             helper.make_node("Mul", [x, f"{p}/int8_keep"], [node.input[0]], name=f"{p}/drop_outliers"),
             node,
             helper.make_node("Gather", [x, f"{p}/outlier_channels"], [f"{p}/outlier_input"], axis=-1, name=f"{p}/take_outliers"),
             helper.make_node("MatMul", [f"{p}/outlier_input", f"{p}/outlier_weight"], [f"{p}/outlier_output"], name=f"{p}/outlier_matmul"),
             helper.make_node("Add", [node.output[0], f"{p}/outlier_output"], [y], name=f"{p}/add_outliers"),
-        ])
-        split[p] = {"channels": idx, "absmax": [round(float(amax[i]), 3) for i in idx], "median_absmax": round(median, 3)}
-    del model.graph.node[:]
-    model.graph.node.extend(new_nodes)
-    return list(targets), split
+        ]
+        return nodes, {"channels": idx, "absmax": [round(float(amax[i]), 3) for i in idx], "median_absmax": round(median, 3)}
+
+    return _rewrite_outlier_matmuls(model, absmax, ratio, cap, rewrite)
 
 
 def quantizable_attention(model) -> tuple[list[str], dict[str, str]]:
