@@ -21,14 +21,16 @@ from hypothesis import strategies as st
 
 from onnxforge.serve_smoke.server import ServeOptions
 
-from .conftest import ROOT, SlowRuntime, cli_env, live_server
+from tests.server_helpers import SlowRuntime, live_server
+
+from .conftest import ROOT, cli_env
 
 LIMITS = dict(max_texts_per_request=8, max_chars_per_text=2000)
 
 
 @pytest.fixture(scope="module")
 def server(hard_runtime):
-    with live_server(hard_runtime, ServeOptions(port=0, **LIMITS)) as (url, app):
+    with live_server(hard_runtime, ServeOptions(port=0, **LIMITS)) as (url, _server, app):
         with httpx.Client(base_url=url, timeout=30) as client:
             yield client, app
 
@@ -89,7 +91,7 @@ async def _burst(url: str, n: int, texts_for=lambda i: [f"text number {i}"]) -> 
 def test_full_queue_answers_503_with_retry_after_then_recovers(hard_runtime):
     slow = SlowRuntime(hard_runtime, 0.3)
     options = ServeOptions(port=0, max_batch=1, max_texts_per_request=1, max_queue_texts=2, retry_after_s=2)
-    with live_server(slow, options) as (url, app):
+    with live_server(slow, options) as (url, _server, app):
         responses = asyncio.run(_burst(url, 12))
         codes = [r.status_code for r in responses]
         assert set(codes) == {200, 503}, codes
@@ -104,7 +106,7 @@ def test_full_queue_answers_503_with_retry_after_then_recovers(hard_runtime):
 def test_a_request_that_waits_too_long_gets_503_and_the_server_goes_on(hard_runtime):
     slow = SlowRuntime(hard_runtime, 1.5)
     options = ServeOptions(port=0, request_timeout_s=0.3, retry_after_s=4)
-    with live_server(slow, options) as (url, app):
+    with live_server(slow, options) as (url, _server, app):
         started = time.monotonic()
         r = httpx.post(f"{url}/embed", json={"texts": ["the model is stuck"]}, timeout=30)
         assert time.monotonic() - started < 1.4, "the timeout did not cut the wait short"
@@ -123,7 +125,7 @@ def test_too_many_connections_get_503_not_a_hang(hard_runtime):
     """Past --max-connections uvicorn answers 503 at once (it counts open connections, so
     a burst wider than the cap is refused as a whole); under the cap all are served."""
     slow = SlowRuntime(hard_runtime, 0.3)
-    with live_server(slow, ServeOptions(port=0, max_connections=4, log_level="error")) as (url, _):
+    with live_server(slow, ServeOptions(port=0, max_connections=4, log_level="error")) as (url, _server, _app):
         started = time.monotonic()
         codes = [r.status_code for r in asyncio.run(_burst(url, 10))]
         assert 503 in codes and set(codes) <= {200, 503}, codes
@@ -155,7 +157,7 @@ def _raw_request(url: str, head: bytes, body_parts: list[bytes], pause: float, r
 
 
 def test_a_stalled_upload_gets_408_and_frees_the_connection(hard_runtime):
-    with live_server(hard_runtime, ServeOptions(port=0, body_timeout_s=0.5)) as (url, _):
+    with live_server(hard_runtime, ServeOptions(port=0, body_timeout_s=0.5)) as (url, _server, _app):
         head = b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
         started = time.monotonic()
         answer = _raw_request(url, head, [b'{"texts": ["'], pause=0, read_timeout=10)

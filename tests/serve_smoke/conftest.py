@@ -7,11 +7,8 @@ mean pooling written here, so a bug in Runtime.encode or pooling cannot hide its
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -109,43 +106,3 @@ def assert_close_rows(actual: np.ndarray, expected: np.ndarray, atol: float = 1e
     assert cos.min() >= min_cos, cos.min()
 
 
-@contextlib.contextmanager
-def live_server(runtime, options=None):
-    """The app under real uvicorn on a loopback port picked by the OS; stopped on exit."""
-    from onnxforge.serve_smoke.server import ServeOptions, bind_socket, create_app, make_server
-
-    options = options or ServeOptions(port=0)
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    app = create_app(runtime, options)
-    server = make_server(app, options)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="test-uvicorn")
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", server, app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-        assert not thread.is_alive(), "uvicorn did not stop"
-
-
-class SlowRuntime:
-    """A real runtime whose every ORT call takes ``delay`` seconds longer (for queue and shutdown tests)."""
-
-    def __init__(self, runtime, delay: float):
-        self._rt = runtime
-        self.delay = delay
-        self.calls = 0
-
-    def run(self, feeds):
-        self.calls += 1
-        time.sleep(self.delay)
-        return self._rt.run(feeds)
-
-    def __getattr__(self, name):
-        return getattr(self._rt, name)

@@ -17,7 +17,9 @@ import pytest
 
 from onnxforge.serve_smoke.server import ServeOptions
 
-from .conftest import TINY_MAX_LENGTH, SlowRuntime, assert_close_rows, live_server
+from tests.server_helpers import SlowRuntime, live_server
+
+from .conftest import TINY_MAX_LENGTH, assert_close_rows
 
 TEXTS = [
     "Debian is a free operating system.",
