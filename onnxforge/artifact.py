@@ -327,7 +327,7 @@ class Artifact:
         """The variant's model path, after checking its files against their recorded hashes."""
         path = self.variant_path(variant)
         for file in model_files(path):
-            problem = self.recorded_mismatch(file.name)
+            problem = self.recorded_mismatch(file.relative_to(self.root).as_posix())
             if problem:
                 raise UserInputError(f"{problem}; {why}", hint="re-run the stage that wrote it (for model.onnx: `onnxforge export`)")
         return path
@@ -354,6 +354,11 @@ def _plain_name(name: Any) -> bool:
     return isinstance(name, str) and bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
 
 
+def _relative_name(name: Any) -> bool:
+    """A plain name, or plain names joined by "/" (``openvino/openvino_model.xml``)."""
+    return isinstance(name, str) and all(_plain_name(part) for part in name.split("/"))
+
+
 def manifest_problem(manifest: dict[str, Any]) -> str | None:
     """What makes a manifest's tables unusable (a hand edit, a truncation), or None.
 
@@ -367,15 +372,19 @@ def manifest_problem(manifest: dict[str, Any]) -> str | None:
         if key in manifest and not isinstance(manifest[key], dict):
             return f"its '{key}' table is a {type(manifest[key]).__name__}, not an object"
     for name, entry in manifest.get("variants", {}).items():
-        if not isinstance(entry, dict) or not _plain_name(entry.get("file")):
+        if not isinstance(entry, dict) or not _relative_name(entry.get("file")):
             return (f"variant '{name}' does not name a model file inside the folder "
                     f"(got {json.dumps(entry)[:120]})")
     return None
 
 
 def model_files(model_path: Path) -> list[Path]:
-    """The .onnx file and its external-data file(s), when present."""
+    """The .onnx file and its external-data file(s), when present; an OpenVINO IR's
+    .xml and its .bin (weights)."""
     files = [model_path]
+    if model_path.suffix == ".xml":
+        weights = model_path.with_suffix(".bin")
+        return files + [weights] if weights.exists() else files
     data = model_path.with_name(model_path.name + ".data")
     if data.exists():
         files.append(data)
