@@ -170,7 +170,8 @@ class OpenVINOEngine:
     @property
     def inference_precision(self) -> str:
         """The precision the compiled model really computes in (bf16 or f32)."""
-        return str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
 
     def describe(self) -> dict[str, Any]:
         return {"engine": self.engine, "device": self.device, "providers": self.providers,
