@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..cli_common import ArtifactDir, Device, JsonOut, Variant, err_console, handle_errors, out_console, print_json_maybe
-from ..runtime.cli_options import MaxLength, Threads
+from ..runtime.cli_options import MaxLength, RuntimeEngine, Threads
 
 
 @handle_errors
@@ -26,6 +26,7 @@ def batch_command(
     variant: Variant = None,
     max_length: MaxLength = None,
     threads: Threads = None,
+    runtime_engine: RuntimeEngine = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any row is empty, undecodable, or has a different number of fields than the header.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar (on a terminal).")] = True,
     json_path: JsonOut = None,
@@ -36,8 +37,13 @@ def batch_command(
 
     keep_cols = None if keep is None else tuple(k.strip() for k in keep.split(",") if k.strip())
     options = BatchOptions(column=column, format=fmt, batch_size=batch_size, keep=keep_cols, normalize=normalize,
-                           delimiter=delimiter, variant=variant, device=device, max_length=max_length, threads=threads)
+                           delimiter=delimiter, variant=variant, device=device, max_length=max_length, threads=threads,
+                           runtime_engine=runtime_engine)
     console = err_console()
+
+    def announce(line: str) -> None:  # the first line: which variant and engine run
+        out_console().print(line, markup=False, highlight=False)
+
     if progress and console.is_terminal:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -48,9 +54,9 @@ def batch_command(
             def update(rows: int, done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total, description=f"{rows:,} rows")
 
-            report = batch_file(artifact_dir, input_csv, out, options, progress=update)
+            report = batch_file(artifact_dir, input_csv, out, options, progress=update, announce=announce)
     else:
-        report = batch_file(artifact_dir, input_csv, out, options)
+        report = batch_file(artifact_dir, input_csv, out, options, announce=announce)
     _render_batch(report)
     print_json_maybe(json_path, report.to_dict())
     if strict and not report:

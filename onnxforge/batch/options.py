@@ -28,6 +28,8 @@ class BatchOptions:
     device: str = "cpu"
     max_length: int | None = None
     threads: int | None = None
+    # Inference engine (ort or openvino); None: the engine the variant records.
+    runtime_engine: str | None = None
 
     def __post_init__(self) -> None:
         if not self.column:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..cli_common import ArtifactDir, Device, Variant, err_console, handle_errors
-from ..runtime.cli_options import MaxLength, Threads
+from ..runtime.cli_options import Engine, MaxLength, Threads
 
 
 @handle_errors
@@ -27,6 +27,7 @@ def serve_command(
     max_connections: Annotated[int, typer.Option("--max-connections", help="Connections served at once; more get 503.")] = 1024,
     max_length: MaxLength = None,
     threads: Threads = None,
+    engine: Engine = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve the model over HTTP: POST /embed and /predict (JSON {"texts": [...]}), GET /health and /ready."""
@@ -37,7 +38,7 @@ def serve_command(
     options = ServeOptions(host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms, max_texts_per_request=max_texts,
                            max_chars_per_text=max_chars, max_queue_texts=max_queue, log_level=log_level,
                            request_timeout_s=request_timeout, body_timeout_s=body_timeout, max_connections=max_connections)
-    runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads)
+    runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads, engine=engine)
     try:
         serve(runtime, options, announce=lambda line: err_console().print(line, markup=False))
     except KeyboardInterrupt:

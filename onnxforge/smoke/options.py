@@ -41,6 +41,8 @@ TOLERANCES = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-4, min_cosine=0.99999, min_argmax=0.999),
     "fp16": Tolerance(atol=5e-2, rtol=1e-2, min_cosine=0.999, min_argmax=0.99),
     "int8": Tolerance(atol=None, rtol=0.0, min_cosine=0.95, min_argmax=0.9),
+    # bf16 keeps 8 mantissa bits: per-value errors of ~1e-2 are normal, the direction holds.
+    "bf16": Tolerance(atol=None, rtol=0.0, min_cosine=0.999, min_argmax=0.99),
 }
 
 
@@ -61,6 +63,8 @@ class SmokeOptions:
     record: bool = True
     max_length: int | None = None
     tolerance: Tolerance | None = None
+    # ort or openvino; None: the engine the variant records.
+    engine: str | None = None
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
