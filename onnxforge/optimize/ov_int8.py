@@ -68,6 +68,11 @@ CONFIGS = {
     "nncf-ffn-out-fp": OvInt8Config("nncf-ffn-out-fp", ignored_patterns=(FFN_OUTPUT, POOLER)),
     "nncf-early-ffn-out-fp": OvInt8Config("nncf-early-ffn-out-fp", ignored_patterns=(EARLY_FFN_OUTPUT, POOLER)),
     "nncf-performance": OvInt8Config("nncf-performance", preset="performance"),
+    "nncf-sq0.8-early-ffn-out-fp": OvInt8Config("nncf-sq0.8-early-ffn-out-fp", smooth_quant_alpha=0.8,
+                                                ignored_patterns=(EARLY_FFN_OUTPUT, POOLER)),
+    "nncf-performance-sq0.8-early-ffn-out-fp": OvInt8Config(
+        "nncf-performance-sq0.8-early-ffn-out-fp", preset="performance", smooth_quant_alpha=0.8,
+        ignored_patterns=(EARLY_FFN_OUTPUT, POOLER)),
     "nncf-accuracy-control": OvInt8Config("nncf-accuracy-control", max_drop=0.005),
 }
 DEFAULT_CONFIG = "nncf-ffn-out-fp"

@@ -77,6 +77,7 @@ def check_goldens(folder: Path, manifest: dict[str, Any], variant: str, device: 
     never raises for a model that fails to load or run (that is a failed check).
     """
     from ..runners import make_session, run_session
+    from ..runtime.engine import open_engine, openvino_precision, variant_engine
 
     goldens = manifest.get("goldens") or {}
     path = Path(folder) / (goldens.get("file") or GOLDENS_NAME)
@@ -103,9 +104,17 @@ def check_goldens(folder: Path, manifest: dict[str, Any], variant: str, device: 
     try:
         # One thread: the same numbers on any machine, so a package's recorded
         # measurements (and its bytes) do not depend on the core count.
-        session, info = make_session(Path(folder) / entry["file"], device, threads=1)
-        actual = run_session(session, spec, feeds)
-        result["provider"] = info.obtained[0]
+        if variant_engine(entry, variant) == "openvino":
+            # Each variant on the engine it records (an OpenVINO IR cannot run on ORT).
+            engine = open_engine(Path(folder) / entry["file"], device, engine="openvino", threads=1,
+                                 precision=openvino_precision(entry))
+            actual = {n: np.asarray(v, dtype=np.float32) for n, v in
+                      engine.run({k: v for k, v in feeds.items() if k in engine.input_names}).items()}
+            result["provider"] = f"OpenVINO CPU ({engine.inference_precision})"
+        else:
+            session, info = make_session(Path(folder) / entry["file"], device, threads=1)
+            actual = run_session(session, spec, feeds)
+            result["provider"] = info.obtained[0]
     except Exception as e:  # a corrupted or incompatible model is a failed check here
         message = getattr(e, "message", None) or f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         return result | {"status": "failed", "failures": problems + [f"{entry['file']} did not run: {message}"]}

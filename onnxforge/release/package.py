@@ -103,6 +103,17 @@ def _stage_failed(art: Artifact, variant: str) -> str | None:
     return None
 
 
+def _describe(path: Path) -> dict[str, Any]:
+    """describe_model for ONNX files; the same keys, read by OpenVINO, for an IR."""
+    if path.suffix != ".xml":
+        from ..graph import describe_model
+
+        return describe_model(path)
+    from ..runtime.openvino import describe_ir
+
+    return describe_ir(path)
+
+
 def choose_variants(art: Artifact, asked: tuple[str, ...]) -> tuple[list[str], list[str], list[str]]:
     """(variants to package, failures, notes)."""
     available = list(art.variants)
@@ -272,7 +283,7 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
                              hint=f"packaged: {', '.join(chosen)}")
 
     say("checking every file against the manifest")
-    model_names = {v: [p.name for p in model_files(art.variant_path(v))] for v in chosen}
+    model_names = {v: [p.relative_to(art.root).as_posix() for p in model_files(art.variant_path(v))] for v in chosen}
     names = sorted({n for files in model_names.values() for n in files} | set(_support_files(art)))
     files, integrity_failures = _integrity(art, names)
     failures += integrity_failures
@@ -281,7 +292,7 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
     golden_checks: dict[str, Any] = {}
     for v in chosen:
         entry = art.variants[v]
-        described = describe_model(art.variant_path(v)) if not integrity_failures else {}
+        described = _describe(art.variant_path(v)) if not integrity_failures else {}
         models[v] = {
             "file": entry["file"],
             "files": model_names[v],
@@ -315,7 +326,7 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
         for rel, src in tfiles.items():
             data = src if isinstance(src, bytes) else None
             files[rel] = ({"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} if data is not None
-                          else dict(files[src.name]))
+                          else dict(files[src.relative_to(art.root).as_posix()]))
         entries.update(tfiles)
         triton = {"name": name, "variant": tv, "folder": f"triton/{name}", "max_batch_size": options.max_batch_size,
                   "platform": "onnxruntime_onnx"}

@@ -26,16 +26,27 @@ from .. import __version__
 from ..artifact import MANIFEST_NAME, Artifact, sha256_file
 from ..errors import CheckFailed, OnnxforgeError, UserInputError
 
-PRECISIONS = ("fp32", "fp16", "int8")
-# The variant optimize writes for each precision (fp32 is the fused graph).
-VARIANT_FOR_PRECISION = {"fp32": "optimized", "fp16": "fp16", "int8": "int8"}
-DEFAULT_PRECISIONS = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "int8")}
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+# The variant optimize writes for each precision (fp32 is the fused graph; bf16 an OpenVINO IR).
+VARIANT_FOR_PRECISION = {"fp32": "optimized", "fp16": "fp16", "int8": "int8", "bf16": "bf16"}
+# bf16 joins the CPU defaults only where the CPU computes in bf16 (resolved_precisions).
+DEFAULT_PRECISIONS = {"cpu": ("fp32", "int8", "bf16"), "cuda": ("fp32", "fp16", "int8")}
 DEVICES = ("cpu", "cuda", "auto")
 EXPORTERS = ("torchscript", "dynamo")
 # The build's smoke test checks correctness fully and times briefly (a latency table
 # is `onnxforge smoke`'s or `onnxforge bench`'s job); this keeps MiniLM's build short.
 SMOKE_TIMING = {"batch_sizes": (1, 8), "iterations": 10, "min_iterations": 3, "max_seconds": 1.0}
 _VALIDATE_PER_OUTPUT = ("atol", "rtol", "min_cosine", "min_argmax")
+
+
+def _cpu_has_bf16() -> bool:
+    """Where OpenVINO can run bf16 (AMX / AVX512-BF16); False without openvino."""
+    try:
+        from ..runtime.openvino import cpu_has_bf16
+
+        return cpu_has_bf16()
+    except OnnxforgeError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,11 @@ class BuildOptions:
         return self.package or self.out.parent / f"{self.out.name}.tar.gz"
 
     def resolved_precisions(self, device: str) -> tuple[str, ...]:
-        return self.precisions or DEFAULT_PRECISIONS[device]
+        if self.precisions:
+            return self.precisions
+        if device == "cpu" and not _cpu_has_bf16():
+            return tuple(p for p in DEFAULT_PRECISIONS[device] if p != "bf16")
+        return DEFAULT_PRECISIONS[device]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -394,6 +409,17 @@ class _Runner:
         self.run_stage(name, key, run, reuse_detail=lambda: self._fused_detail(name))
         return variant
 
+    def choose_default(self, device: str) -> None:
+        """Time the faithful variants and record the fastest as the CPU default (serve and
+        batch run it when no --variant is given). Re-measured on every build: speed
+        belongs to the machine, not to the content key."""
+        from ..bench.fastest import record_fastest
+
+        self.emit("progress", "measuring the faithful variants to choose the CPU default")
+        record = record_fastest(self.out, device, progress=lambda m: self.emit("progress", m))
+        times = ", ".join(f"{v} {t['b8x128_ms']:.1f}" for v, t in record["measured_ms"].items())
+        self.emit("progress", f"default on {device}: {record['variant']} ({record['engine']}); batch 8 x 128 ms: {times}")
+
     def _fused_detail(self, name: str) -> str:
         record = self.artifact().stage(name) or {}
         fused = record.get("fused_ops") or {}
@@ -558,6 +584,8 @@ def build(options: BuildOptions, *, events: Event | None = None) -> BuildReport:
         if options.smoke:
             for v in variants:
                 runner.smoke(v, device)
+        if device == "cpu":
+            runner.choose_default(device)
         runner.package(["base", *variants], device)
         runner.verify(device)
     except _Stop as stop:

@@ -195,3 +195,39 @@ class OpenVINOEngine:
         request.infer({n: feeds[n] for n in self.input_names})
         # Copies: the request's output buffers are reused by its next call.
         return {n: np.array(request.get_tensor(self._ports[n]).data, dtype=np.float32) for n in names}
+
+
+def describe_ir(path: Path) -> dict[str, Any]:
+    """An IR's facts in ``graph.describe_model``'s keys (what package records per variant)."""
+    from ..artifact import model_files
+
+    ov = require_openvino()
+    model = core().read_model(str(path))
+
+    def ports(values) -> list[dict[str, Any]]:
+        return [{"name": _port_name(p), "dtype": _ONNX_TYPES.get(p.get_element_type().get_type_name(), "?")
+                 .removeprefix("tensor(").removesuffix(")"),
+                 "dims": [None if d.is_dynamic else d.get_length() for d in p.get_partial_shape()]} for p in values]
+
+    ops = model.get_ordered_ops()
+    histogram: dict[str, int] = {}
+    for op in ops:
+        histogram[op.get_type_name()] = histogram.get(op.get_type_name(), 0) + 1
+    constants = [op for op in ops if op.get_type_name() == "Constant"]
+    return {
+        "file": path.name,
+        "sizes": {p.name: p.stat().st_size for p in model_files(path)},
+        "opset": None, "ir_version": None, "producer": f"OpenVINO {ov.__version__}",
+        "signature": {"inputs": ports(model.inputs), "outputs": ports(model.outputs)},
+        "parameters": int(sum(int(np_prod(c.get_output_shape(0))) for c in constants)),
+        "initializer_dtypes": sorted({c.get_output_element_type(0).get_type_name() for c in constants}),
+        "nodes": len(ops), "op_histogram": dict(sorted(histogram.items())), "fused_ops": {},
+        "quantized": histogram.get("FakeQuantize", 0) > 0,
+    }
+
+
+def np_prod(shape) -> int:
+    out = 1
+    for d in shape:
+        out *= int(d)
+    return out

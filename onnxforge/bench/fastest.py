@@ -1,0 +1,112 @@
+"""Which faithful variant is fastest on this machine: measured, then recorded as the default.
+
+``build`` calls ``record_fastest`` after the variants are validated and smoke-tested;
+serve and batch then run the recorded variant when none is named
+(``runtime.default_variant``). Faithful means: built for this device, not kept as lossy,
+and every recorded check of it (optimize, validate, smoke) passed. Each candidate runs
+on its own engine (ONNX Runtime or OpenVINO) at batch 8 x 128 (the batch job) and
+1 x 128 (serving), block-timed in one process (``bench.timing``); the fastest at batch 8
+wins, and batch 1 is recorded beside it. Speed depends on the machine, so the record
+names the CPU it was measured on.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any, Callable
+
+from ..artifact import Artifact
+from ..errors import UserInputError
+from ..vocab import OPTIMIZE, SMOKE, VALIDATE, stage_key
+
+SHAPES = ((8, 128), (1, 128))
+# fp16 graphs are built for CUDA (ORT's CPU provider casts them back to fp32).
+NOT_FOR_CPU = ("fp16",)
+
+
+def faithful_variants(art: Artifact, device: str = "cpu") -> tuple[list[str], dict[str, str]]:
+    """(candidates, {excluded variant: why}) for ``device``."""
+    candidates, excluded = [], {}
+    for name, entry in art.variants.items():
+        if device == "cpu" and entry.get("precision") in NOT_FOR_CPU:
+            excluded[name] = f"{entry.get('precision')} is built for CUDA"
+            continue
+        if entry.get("lossy"):
+            excluded[name] = "kept with --allow-lossy: misses its quality gates"
+            continue
+        failed = [stage for stage in (OPTIMIZE, VALIDATE, SMOKE)
+                  if (art.stage(stage_key(stage, name)) or {}).get("passed") is False]
+        if failed:
+            excluded[name] = f"its {', '.join(failed)} record did not pass"
+            continue
+        candidates.append(name)
+    return candidates, excluded
+
+
+def _callables(art: Artifact, names: list[str], threads: int | None) -> dict[str, dict[tuple[int, int], Callable]]:
+    from ..runtime.engine import open_engine, openvino_precision, variant_engine
+    from .contenders import bench_inputs
+
+    out: dict[str, dict[tuple[int, int], Callable]] = {}
+    for name in names:
+        entry = art.variants[name]
+        engine_name = variant_engine(entry, name)
+        options = {"threads": threads}
+        if engine_name == "openvino":
+            options["precision"] = openvino_precision(entry)
+        engine = open_engine(art.variant_path(name), "cpu", engine=engine_name, **options)
+        calls = {}
+        for batch, seq in SHAPES:
+            feeds = bench_inputs(art.spec, batch, seq)
+            mine = {k: v for k, v in feeds.items() if k in engine.input_names}
+            calls[(batch, seq)] = (lambda e, f: (lambda: e.run(f)))(engine, mine)
+        out[name] = calls
+    return out
+
+
+def measure(art: Artifact, names: list[str], *, block_seconds: float = 0.5, cycles: int = 3,
+            threads: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
+    """Median ms per call of each variant at each of ``SHAPES``."""
+    from .timing import time_blocks
+
+    calls = _callables(art, names, threads)
+    result: dict[str, dict[str, float]] = {n: {} for n in names}
+    for batch, seq in SHAPES:
+        fns = {n: calls[n][(batch, seq)] for n in names}
+        timings = time_blocks(fns, warmup_seconds=block_seconds / 2, block_seconds=block_seconds, min_cycles=cycles,
+                              max_cycles=cycles, target_spread=0.5, min_repeats=3, max_repeats=500,
+                              progress=progress)
+        for n, t in timings.items():
+            result[n][f"b{batch}x{seq}_ms"] = round(1000 * statistics.median(t.samples), 3)
+    return result
+
+
+def record_fastest(artifact_dir: str | Path, device: str = "cpu", *, block_seconds: float = 0.5, cycles: int = 3,
+                   threads: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure the faithful variants, record the fastest as ``default_variants[device]``, return the record."""
+    if device != "cpu":
+        raise UserInputError(f"choosing the fastest variant by measurement is done for the CPU, not {device}",
+                             hint="on CUDA the static order (fp16, optimized, base) applies")
+    from .machine import _cpu_model
+
+    art = Artifact.open(artifact_dir)
+    candidates, excluded = faithful_variants(art, device)
+    if not candidates:
+        raise UserInputError(f"{art.root} has no faithful {device} variant to choose from",
+                             hint=f"excluded: {excluded}" if excluded else "run `onnxforge optimize` first")
+    timings = measure(art, candidates, block_seconds=block_seconds, cycles=cycles, threads=threads, progress=progress)
+    key = f"b{SHAPES[0][0]}x{SHAPES[0][1]}_ms"
+    best = min(candidates, key=lambda n: timings[n][key])
+    from ..runtime.engine import variant_engine
+
+    record = {
+        "variant": best, "engine": variant_engine(art.variants[best], best),
+        "criterion": f"fastest median at batch {SHAPES[0][0]} x {SHAPES[0][1]} among the faithful variants",
+        "measured_ms": timings, "excluded": excluded,
+        "cpu": _cpu_model(),
+    }
+    art = Artifact.open(artifact_dir)  # re-read: another stage may have saved meanwhile
+    art.manifest.setdefault("default_variants", {})[device] = record
+    art.save()
+    return record
