@@ -83,8 +83,11 @@ def measure(art: Artifact, names: list[str], *, block_seconds: float = 0.5, cycl
 
 
 def record_fastest(artifact_dir: str | Path, device: str = "cpu", *, block_seconds: float = 0.5, cycles: int = 3,
-                   threads: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure the faithful variants, record the fastest as ``default_variants[device]``, return the record."""
+                   threads: int | None = None, progress: Callable[[str], None] | None = None,
+                   key: str | None = None) -> dict[str, Any]:
+    """Measure the faithful variants, record the fastest as ``default_variants[device]``, return the record.
+
+    ``key``: the caller's content key for this choice (build keeps the record while it holds)."""
     if device != "cpu":
         raise UserInputError(f"choosing the fastest variant by measurement is done for the CPU, not {device}",
                              hint="on CUDA the static order (fp16, optimized, base) applies")
@@ -104,7 +107,7 @@ def record_fastest(artifact_dir: str | Path, device: str = "cpu", *, block_secon
         "variant": best, "engine": variant_engine(art.variants[best], best),
         "criterion": f"fastest median at batch {SHAPES[0][0]} x {SHAPES[0][1]} among the faithful variants",
         "measured_ms": timings, "excluded": excluded,
-        "cpu": _cpu_model(),
+        "cpu": _cpu_model(), "key": key,
     }
     art = Artifact.open(artifact_dir)  # re-read: another stage may have saved meanwhile
     art.manifest.setdefault("default_variants", {})[device] = record

@@ -232,6 +232,11 @@ def build_manifest(art: Artifact, chosen: list[str], files: dict[str, dict[str, 
     m = art.manifest
     manifest = {key: copy.deepcopy(m[key]) for key in ("schema", "onnxforge_version", "created", "source", "spec",
                                                         "export", "versions", "goldens") if key in m}
+    defaults = {d: {"variant": r["variant"], "engine": r.get("engine")}
+                for d, r in (m.get("default_variants") or {}).items() if isinstance(r, dict) and r.get("variant") in chosen}
+    if defaults:
+        # Which variant serve and batch run by default (the timings stay in the folder's manifest).
+        manifest["default_variants"] = defaults
     if "build" in m:
         # What built it (options, content keys of the stages packaged), not the
         # bookkeeping of later runs, which would make re-packaging differ.

@@ -411,12 +411,20 @@ class _Runner:
 
     def choose_default(self, device: str) -> None:
         """Time the faithful variants and record the fastest as the CPU default (serve and
-        batch run it when no --variant is given). Re-measured on every build: speed
-        belongs to the machine, not to the content key."""
-        from ..bench.fastest import record_fastest
+        batch run it when no --variant is given). Kept while the variants' content keys
+        and the CPU model are unchanged (so a rebuild reuses it and re-packages the same
+        bytes); measured again otherwise."""
+        from ..bench.fastest import faithful_variants, record_fastest
+        from ..bench.machine import _cpu_model
 
+        art = self.artifact()
+        candidates, _ = faithful_variants(art, device)
+        key = _digest("default", __version__, device, _cpu_model(),
+                      {v: self.keys.get(f"optimize.{v}", self.keys.get("export")) for v in sorted(candidates)})
+        if (art.manifest.get("default_variants") or {}).get(device, {}).get("key") == key:
+            return
         self.emit("progress", "measuring the faithful variants to choose the CPU default")
-        record = record_fastest(self.out, device, progress=lambda m: self.emit("progress", m))
+        record = record_fastest(self.out, device, progress=lambda m: self.emit("progress", m), key=key)
         times = ", ".join(f"{v} {t['b8x128_ms']:.1f}" for v, t in record["measured_ms"].items())
         self.emit("progress", f"default on {device}: {record['variant']} ({record['engine']}); batch 8 x 128 ms: {times}")
 
