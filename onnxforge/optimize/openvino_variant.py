@@ -107,6 +107,11 @@ def optimize_openvino(artifact_dir: Path, options: OptimizeOptions, *,
     else:
         from .ov_int8 import CONFIGS, convert_onnx, quantize, require_nncf
 
+        if options.nncf_config not in CONFIGS:
+            from ..errors import UserInputError
+
+            raise UserInputError(f"NNCF configuration {options.nncf_config!r} is not known",
+                                 hint=f"choose one of {', '.join(CONFIGS)}")
         nncf = require_nncf()
         facts["nncf"] = nncf.__version__
         model = convert_onnx(base_path)
