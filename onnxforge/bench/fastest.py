@@ -99,8 +99,8 @@ def record_fastest(artifact_dir: str | Path, device: str = "cpu", *, block_secon
         raise UserInputError(f"{art.root} has no faithful {device} variant to choose from",
                              hint=f"excluded: {excluded}" if excluded else "run `onnxforge optimize` first")
     timings = measure(art, candidates, block_seconds=block_seconds, cycles=cycles, threads=threads, progress=progress)
-    key = f"b{SHAPES[0][0]}x{SHAPES[0][1]}_ms"
-    best = min(candidates, key=lambda n: timings[n][key])
+    metric = f"b{SHAPES[0][0]}x{SHAPES[0][1]}_ms"
+    best = min(candidates, key=lambda n: timings[n][metric])
     from ..runtime.engine import variant_engine
 
     record = {

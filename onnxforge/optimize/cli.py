@@ -29,10 +29,9 @@ def _render(report, console) -> None:
     f = d["fusion"]
     console.print(f"[bold]{d['file']}[/]: {d['precision']} for {d['target_device']}, fused by {f['route']}, "
                   f"{f['nodes_before']} -> {f['nodes_after']} nodes, {report.seconds:.1f}s", markup=True)
-    table = Table(title_justify="left")
-    if not f["expected"]:  # OpenVINO variants: fused by the plugin, nothing to count here
-        table = None
-    for col in ("fused op", "expected", "achieved", ""):
+    # OpenVINO variants: fused by the plugin when it compiles, nothing to count here.
+    table = Table(title_justify="left") if f["expected"] else None
+    for col in (("fused op", "expected", "achieved", "") if table is not None else ()):
         table.add_column(col)
     for op, want in (f["expected"].items() if table is not None else ()):
         got = f["achieved"][op]

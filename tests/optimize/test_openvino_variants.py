@@ -163,3 +163,12 @@ def test_default_engine_per_precision():
     assert OptimizeOptions(precision="bf16").engine == "openvino"
     assert OptimizeOptions(precision="int8").engine == "ort"
     assert OptimizeOptions(precision="int8", engine="openvino").variant == "ov-int8"
+
+
+def test_cli_renders_an_openvino_int8_report(tiny_artifact, copy_artifact, cli):
+    folder = copy_artifact(tiny_artifact)
+    code, out, err = cli("optimize", folder, "--precision", "int8", "--engine", "openvino", "--allow-lossy")
+    assert code == 0, (out, err)
+    assert "openvino/openvino_model_qint8_quantized.xml: int8 for cpu" in out
+    assert "FakeQuantize" in out and "check held-out texts" in out
+    assert Artifact.open(folder).variants["ov-int8"]["engine"] == "openvino"
