@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import UserInputError
 
-NNCF_HINT = "install it with `pip install nncf` (or `pip install \"onnxforge[openvino]\"`)"
+NNCF_HINT = "install it with `pip install nncf` (onnxforge depends on it on x86-64 and ARM64), or use --engine ort"
 
 # Measured on MiniLM-L6, 2-core Sapphire Rapids (AMX), calibration 128 Debian texts (offset
 # 1000+), quality on 300 other texts (offsets 0-299) vs PyTorch fp32 (mean-pooled cosine),

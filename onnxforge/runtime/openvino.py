@@ -23,7 +23,8 @@ from typing import Any, Sequence
 
 from ..errors import CheckFailed, UserInputError
 
-INSTALL_HINT = "install it with `pip install openvino` (or `pip install \"onnxforge[openvino]\"`), or use --engine ort"
+INSTALL_HINT = ("install it with `pip install openvino` (onnxforge depends on it on x86-64 and ARM64; other "
+                "platforms have no wheel), or use --engine ort")
 PRECISION_HINTS = ("bf16", "f32")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
 # OpenVINO element type names -> ONNX Runtime's tensor type strings (the seam's vocabulary).
