@@ -348,3 +348,19 @@ def _check_goldens(root: Path, manifest: dict[str, Any], report: VerifyReport, b
         else:
             target = "tokenizer.json" if result.get("tokenizer", {}).get("passed") is False else file
             report.add("goldens", target, False, "; ".join(result["failures"]))
+
+
+def verify_and_record(artifact_dir: str | Path, archive: str | Path, options: VerifyOptions = VerifyOptions(), *,
+                      progress=None) -> VerifyReport:
+    """Verify the archive packaged from ``artifact_dir``, and record the verdict there as its ``verify`` stage."""
+    from ..artifact import Artifact
+
+    report = verify_path(archive, options, progress=progress)
+    d = report.to_dict()
+    art = Artifact.open(artifact_dir)
+    art.record_stage("verify", {"passed": report.passed, "archive": str(archive),
+                                "archive_sha256": d["archive"]["sha256"] if d["archive"] else None,
+                                "counts": d["counts"], "failures": d["failures"], "device": options.device,
+                                "seconds": report.seconds})
+    art.save()
+    return report
