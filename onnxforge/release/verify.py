@@ -78,6 +78,13 @@ class VerifyReport:
     def failures(self) -> list[str]:
         return [c.message() for c in self.checks if c.passed is False]
 
+    def summary(self) -> str:
+        if not self.passed:
+            return "; ".join(self.failures())
+        skipped = sum(1 for c in self.checks if c.passed is None)
+        passed = sum(1 for c in self.checks if c.passed is True)
+        return f"{passed} checks passed" + (f", {skipped} skipped" if skipped else "")
+
     def failed_targets(self) -> list[str]:
         return sorted({c.target for c in self.checks if c.passed is False})
 

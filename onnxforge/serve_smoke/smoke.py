@@ -131,6 +131,12 @@ class SmokeReport:
     def failures(self) -> list[str]:
         return [f"{c['name']}: {c.get('reason') or 'failed'}" for c in self.checks if not c["passed"]]
 
+    def summary(self) -> str:
+        parts = [f"{sum(1 for c in self.checks if c.get('passed'))}/{len(self.checks)} checks"] if self.checks else []
+        parts += [f"batch {row.get('batch_size')} p50 {row['p50_ms']:.1f} ms" for row in self.latency
+                  if isinstance(row, dict) and row.get("p50_ms") is not None]
+        return ", ".join(parts) or ("passed" if self.passed else "smoke test failed")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
