@@ -16,26 +16,41 @@ from ..spec import ModelSpec
 BUILTIN_NAME = "all-MiniLM-L6-v2"
 
 
+# Field metadata: the value is a path (the TOML config takes it relative to its file).
+PATH = {"path": True}
+
+
 @dataclass(frozen=True)
-class SourceRef:
+class SourceFields:
+    """The flags that qualify a model source, declared once: ``SourceArgs`` (what was
+    typed) and ``SourceRef`` (what the manifest records) both carry them."""
+
+    task: str | None = None
+    # A state_dict for a package.module:function model.
+    weights: str | None = field(default=None, metadata=PATH)
+    tokenizer: str | None = field(default=None, metadata=PATH)
+    # Where a package.module:function model is imported from.
+    app_dir: str | None = field(default=None, metadata=PATH)
+    # For a model without a transformers config.
+    num_heads: int | None = None
+    hidden_size: int | None = None
+    num_layers: int | None = None
+
+
+@dataclass(frozen=True)
+class SourceRef(SourceFields):
     """How to rebuild a model: recorded in the manifest, read back by validate.
 
     kind: ``builtin`` (the packaged MiniLM), ``hf`` (a Hugging Face model folder) or
     ``factory`` (``package.module:function`` returning an ``nn.Module``).
     """
 
-    kind: str
-    location: str
-    task: str | None = None
-    weights: str | None = None
-    tokenizer: str | None = None
-    app_dir: str | None = None
-    num_heads: int | None = None
-    hidden_size: int | None = None
-    num_layers: int | None = None
+    kind: str = field(kw_only=True)
+    location: str = field(kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        d = {"kind": self.kind, "location": self.location} | dataclasses.asdict(self)
+        return {k: v for k, v in d.items() if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SourceRef":
