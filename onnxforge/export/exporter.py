@@ -80,6 +80,12 @@ class ExportReport:
             if not d["passed"]
         ]
 
+    def summary(self) -> str:
+        if not self.passed:
+            return self.check.get("error") or "; ".join(self.failures()) or "the shape check failed"
+        worst = max((d.get("max_abs") or 0.0 for d in self.check.get("outputs", {}).values()), default=0.0)
+        return f"parity at batch {self.check.get('batch')} x {self.check.get('sequence')}: max abs {worst:.2g}"
+
 
 @contextlib.contextmanager
 def _quiet_exporter():

@@ -154,6 +154,15 @@ class OptimizeReport:
                 out.append(f"{c['name']}: {c['why']}")
         return out
 
+    def summary(self) -> str:
+        fused = self.fusion.get("fused_ops") or {}
+        detail = ", ".join(f"{n} {op}" for op, n in fused.items()) if fused else "no fused ops"
+        if self.fully_fused or not self.passed:
+            return detail
+        failures = self.failures()
+        more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+        return f"not fully fused ({failures[0] if failures else ''}{more}); {detail}"
+
     def to_dict(self) -> dict[str, Any]:
         o = self.options
         return {

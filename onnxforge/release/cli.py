@@ -43,7 +43,7 @@ def package_command(
     for note in report.notes:
         err_console().print(f"note: {note}")
     if not report:
-        for failure in report.failures:
+        for failure in report.failures():
             err_console().print(f"[bold red]check failed:[/] {failure}", markup=True)
         err_console().print(f"  nothing was written; {artifact}/onnxforge.json records why (stages.package)")
         raise typer.Exit(1)

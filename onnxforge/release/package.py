@@ -80,18 +80,26 @@ class PackageReport:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     goldens: dict[str, Any] = field(default_factory=dict)
     triton: dict[str, Any] | None = None
-    failures: list[str] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def __bool__(self) -> bool:
         return self.passed
 
+    def failures(self) -> list[str]:
+        return list(self.failed_checks)
+
+    def summary(self) -> str:
+        if not self.passed:
+            return "; ".join(self.failed_checks) or "packaging failed"
+        return f"{Path(self.out).name}: {len(self.files)} files, {(self.size or 0) / 1e6:.1f} MB"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed, "out": str(self.out), "variants": self.variants, "sha256": self.sha256,
             "size": self.size, "files": self.files, "goldens": self.goldens, "triton": self.triton,
-            "failures": self.failures, "notes": self.notes, "seconds": self.seconds,
+            "failures": self.failures(), "notes": self.notes, "seconds": self.seconds,
         }
 
 
@@ -313,7 +321,7 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
         failures += check.get("failures", [])
     report.goldens = golden_checks
     if failures:
-        report.failures = failures
+        report.failed_checks = failures
         report.seconds = round(time.perf_counter() - started, 2)
         # The folder keeps why: nothing was written, and its manifest says so.
         art.record_stage("package", {"passed": False, "file": str(out), "variants": chosen, "failures": failures,

@@ -78,6 +78,13 @@ class VerifyReport:
     def failures(self) -> list[str]:
         return [c.message() for c in self.checks if c.passed is False]
 
+    def summary(self) -> str:
+        if not self.passed:
+            return "; ".join(self.failures())
+        skipped = sum(1 for c in self.checks if c.passed is None)
+        passed = sum(1 for c in self.checks if c.passed is True)
+        return f"{passed} checks passed" + (f", {skipped} skipped" if skipped else "")
+
     def failed_targets(self) -> list[str]:
         return sorted({c.target for c in self.checks if c.passed is False})
 
@@ -354,3 +361,19 @@ def _check_goldens(root: Path, manifest: dict[str, Any], report: VerifyReport, b
         else:
             target = "tokenizer.json" if result.get("tokenizer", {}).get("passed") is False else file
             report.add("goldens", target, False, "; ".join(result["failures"]))
+
+
+def verify_and_record(artifact_dir: str | Path, archive: str | Path, options: VerifyOptions = VerifyOptions(), *,
+                      progress=None) -> VerifyReport:
+    """Verify the archive packaged from ``artifact_dir``, and record the verdict there as its ``verify`` stage."""
+    from ..artifact import Artifact
+
+    report = verify_path(archive, options, progress=progress)
+    d = report.to_dict()
+    art = Artifact.open(artifact_dir)
+    art.record_stage("verify", {"passed": report.passed, "archive": str(archive),
+                                "archive_sha256": d["archive"]["sha256"] if d["archive"] else None,
+                                "counts": d["counts"], "failures": d["failures"], "device": options.device,
+                                "seconds": report.seconds})
+    art.save()
+    return report

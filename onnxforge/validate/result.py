@@ -96,7 +96,12 @@ class ValidationResult:
             "environment": self.environment,
         }
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> str:
+        parts = [f"{out} min cos {m['min_cosine']:.5f}, max abs {m.get('max_abs') or 0:.2g}"
+                 for out, m in ((k, public(v)) for k, v in self.outputs.items()) if m.get("min_cosine") is not None]
+        return "; ".join(parts) or ("passed" if self.passed else "; ".join(self.failures()))
+
+    def record(self) -> dict[str, Any]:
         """What the manifest keeps (packaging carries it): verdict, tolerances, worst
         metrics per output, what was fed, the provider used, localization on failure."""
         return {

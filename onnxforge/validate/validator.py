@@ -363,7 +363,7 @@ def _record(root: Path, variant: str, result: ValidationResult) -> None:
     the run is still reported, with a note saying the manifest was not updated.
     """
     art = Artifact.open(root)
-    summary = result.summary()
+    summary = result.record()
     summary["validated_at"] = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     art.record_stage(f"validate.{variant}", summary)
     try:
