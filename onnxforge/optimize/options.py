@@ -35,7 +35,7 @@ class OptimizeOptions:
     # int8: publish a variant that misses the quality gates (recorded as lossy, never a default).
     allow_lossy: bool = False
     # OpenVINO int8: the NNCF configuration (a name in ov_int8.CONFIGS).
-    nncf_config: str = "nncf-sq0.8-early-ffn-out-fp"
+    nncf_config: str = "nncf-sq0.8"
     # bf16: sentence embeddings of real text vs the fp32 reference.
     bf16_min_cosine: float = 0.999
     bf16_mean_cosine: float = 0.9995

@@ -104,7 +104,7 @@ CONFIGS = {
         ignored_patterns=(EARLY_FFN_OUTPUT, POOLER)),
     "nncf-accuracy-control": OvInt8Config("nncf-accuracy-control", max_drop=0.005),
 }
-DEFAULT_CONFIG = "nncf-sq0.8-early-ffn-out-fp"
+DEFAULT_CONFIG = "nncf-sq0.8"
 
 
 def require_nncf():
