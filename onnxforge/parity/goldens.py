@@ -53,6 +53,8 @@ def read_goldens(folder: Path, entry: Mapping[str, Any] | None) -> Goldens | Non
 
     Raises ``GoldensUnreadable`` when the entry names a file that is missing or unreadable.
     """
+    import zipfile
+
     import numpy as np
 
     if not entry:
@@ -63,7 +65,7 @@ def read_goldens(folder: Path, entry: Mapping[str, Any] | None) -> Goldens | Non
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise GoldensUnreadable(f"{path.name} cannot be read ({e})") from None
     return Goldens(
         file=path.name,

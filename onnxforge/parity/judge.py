@@ -3,7 +3,7 @@
 ``measure`` gives one batch's metrics on real tokens (max abs, mean abs, max rel,
 per-sample cosine, argmax agreement for logits, and ``atol_needed``: the smallest atol
 that would have passed with the tolerance's rtol); ``merge`` folds batches of
-different sequence lengths (they cannot be stacked); ``reasons`` says why metrics fail
+different sequence lengths (they cannot be stacked); ``judge_metrics`` says why metrics fail
 a tolerance; ``judge_output`` does all three for one output over a list of batches.
 The raw numbers come from ``onnxforge.compare``.
 """
@@ -92,7 +92,7 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def reasons(metrics: dict[str, Any], tol: Tolerance) -> list[str]:
+def judge_metrics(metrics: dict[str, Any], tol: Tolerance) -> list[str]:
     """Why ``metrics`` fail ``tol``; empty when they pass."""
     why = []
     if not metrics.get("finite", True):
@@ -150,7 +150,7 @@ def judge_output(output: OutputSpec, batches: Iterable[tuple[np.ndarray, np.ndar
             continue
         parts.append(measure(expected, actual, output, mask, tol.rtol))
     metrics = merge(parts)
-    return Verdict(output.name, metrics, tol, shape_problems + (reasons(metrics, tol) if parts else []))
+    return Verdict(output.name, metrics, tol, shape_problems + (judge_metrics(metrics, tol) if parts else []))
 
 
 def pooled_cosines(expected: np.ndarray, actual: np.ndarray, output: OutputSpec, mask: np.ndarray | None) -> np.ndarray:

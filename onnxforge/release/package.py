@@ -72,6 +72,8 @@ class PackageOptions:
 
 @dataclass
 class PackageReport:
+    """What package did; honours ``report.StageReport`` (truthy when the archive was written)."""
+
     out: Path
     passed: bool
     variants: list[str] = field(default_factory=list)
@@ -80,18 +82,28 @@ class PackageReport:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     goldens: dict[str, Any] = field(default_factory=dict)
     triton: dict[str, Any] | None = None
-    failures: list[str] = field(default_factory=list)
+    # Why nothing was written (every problem found, not just the first).
+    problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def __bool__(self) -> bool:
         return self.passed
 
+    def failures(self) -> list[str]:
+        return list(self.problems)
+
+    def summary(self) -> str:
+        if not self.passed:
+            fails = self.failures()
+            return (fails[0] if fails else "package failed") + (f" (+{len(fails) - 1} more)" if len(fails) > 1 else "")
+        return f"{self.out.name}: {len(self.files)} files, {(self.size or 0) / 1e6:.1f} MB"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed, "out": str(self.out), "variants": self.variants, "sha256": self.sha256,
             "size": self.size, "files": self.files, "goldens": self.goldens, "triton": self.triton,
-            "failures": self.failures, "notes": self.notes, "seconds": self.seconds,
+            "failures": self.failures(), "notes": self.notes, "seconds": self.seconds,
         }
 
 
@@ -297,7 +309,7 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
         failures += check.get("failures", [])
     report.goldens = golden_checks
     if failures:
-        report.failures = failures
+        report.problems = failures
         report.seconds = round(time.perf_counter() - started, 2)
         # The folder keeps why: nothing was written, and its manifest says so.
         art.record_stage("package", {"passed": False, "file": str(out), "variants": chosen, "failures": failures,

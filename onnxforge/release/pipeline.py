@@ -457,7 +457,7 @@ class _Runner:
         def run(say):
             report = package_artifact(self.out, archive, opts, progress=say)
             if not report:
-                return False, _first_line(report.failures)
+                return False, _first_line(report.failures())
             self.report.archive_sha256 = report.sha256
             return True, f"{archive.name}: {len(report.files)} files, {report.size / 1e6:.1f} MB"
 
