@@ -41,22 +41,24 @@ class Tolerance:
 
 # fp32: the graph computes what PyTorch computes up to summation order. MiniLM's
 # worst element differs by 5e-6 (fused or not), so 1e-4 catches any real bug.
-# fp16: weights and activations rounded to 11 bits. Measured on MiniLM, fused fp16
-# variant vs PyTorch fp32, validate's 13 shapes and 200 Debian descriptions: the worst
-# element needs atol 2.9e-3 with rtol 1e-2 (max abs 9.1e-3), the worst per-sample
-# cosine of last_hidden_state is 0.9999976 and of the mean-pooled embedding 0.9999983.
-# atol 2e-2 is 7x the worst need and min cosine 0.9999 sits 40x below the worst
-# 1 - cosine: margin for other models and GPUs, tight enough to catch an overflowing
-# or broken layer (smoke's older 5e-2 / 0.999 would let a 10x worse graph through).
-# bf16: 8-bit mantissa, 8x fp16's rounding step; OpenVINO's bf16 run of MiniLM reached
-# pooled min cosine 0.99997 vs PyTorch fp32 on 300 texts. Element-wise error scales
-# with the step, so atol and the cosine floor are fp16's widened by that factor.
+# fp16: weights and activations rounded to 11 bits. Measured (2026-12-02) on MiniLM's
+# fused fp16 variant (ORT CPU provider) vs PyTorch fp32 over validate's 13 random shapes
+# (1x1 .. 8x512) and 200 Debian descriptions: worst element max abs 9.1e-3 (needs atol
+# 2.85e-3 with rtol 1e-2), worst per-sample cosine of last_hidden_state 0.9999976, of
+# the mean-pooled embedding 0.9999983 (text alone: 7.5e-3, 0.9999989, 0.9999992).
+# atol 2e-2 is 7x the worst need and min cosine 0.9999 40x the worst 1 - cosine: room
+# for other models and GPU kernels, tight enough that an overflowing or broken layer
+# fails. (smoke used 5e-2 / 0.999 before: 17x / 400x, loose enough to hide a bad layer.)
+# bf16: 8-bit mantissa. Measured the same way on OpenVINO's bf16 run of the plain
+# MiniLM export: worst max abs 3.5e-2 (needs atol 2.2e-2 with rtol 1e-2), worst
+# cosine 0.999937 token-level, 0.999958 mean-pooled. atol 1e-1 (4.5x) and min cosine
+# 0.999 (16x the worst 1 - cosine).
 # int8: per-element error is not bounded usefully (MiniLM, dynamic per-channel: worst
 # element 0.87, worst cosine 0.971); direction and predicted classes are what matter.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-4, min_cosine=0.99999, min_argmax=0.999),
     "fp16": Tolerance(atol=2e-2, rtol=1e-2, min_cosine=0.9999, min_argmax=0.99),
-    "bf16": Tolerance(atol=1.6e-1, rtol=3e-2, min_cosine=0.999, min_argmax=0.98),
+    "bf16": Tolerance(atol=1e-1, rtol=1e-2, min_cosine=0.999, min_argmax=0.98),
     "int8": Tolerance(atol=None, rtol=0.0, min_cosine=0.95, min_argmax=0.9),
 }
 assert set(DEFAULT_TOLERANCES) == set(PRECISIONS), "one default tolerance per precision in vocab.PRECISIONS"
