@@ -27,6 +27,7 @@ from ..inputs import random_inputs
 from ..runners import make_session, run_session, run_torch
 from ..sources import LoadedModel, SourceRef, load_source
 from ..spec import ModelSpec
+from ..vocab import short_error
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
@@ -198,7 +199,7 @@ def _check_graph(path: Path, spec: ModelSpec) -> dict[str, Any]:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as e:
-        raise UserInputError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0][:300]}") from None
+        raise UserInputError(f"the exported graph fails onnx.checker: {short_error(e, 300)}") from None
     model = onnx.load(str(path), load_external_data=False)
     baked = []
     dims = {}
@@ -225,7 +226,7 @@ def shape_check(path: Path, loaded: LoadedModel, options: ExportOptions) -> dict
     try:
         actual = run_session(session, spec, feeds)
     except Exception as e:  # a graph that cannot run at this shape baked one in
-        error = f"ONNX Runtime failed at batch {batch}, sequence {seq}: {str(e).splitlines()[0][:300]}"
+        error = f"ONNX Runtime failed at batch {batch}, sequence {seq}: {short_error(e, 300)}"
         actual = None
     mask = feeds.get("attention_mask")
     for out in spec.outputs:

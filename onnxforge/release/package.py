@@ -22,12 +22,12 @@ from typing import Any
 from .. import __version__
 from ..artifact import CONFIG_FILES, GOLDENS_NAME, MANIFEST_NAME, TOKENIZER_FILES, Artifact, model_files, sha256_file
 from ..errors import UserInputError
+from ..vocab import DEVICES, PER_VARIANT_STAGES, stage_key
 from .archive import archive_stem, check_archive_name, write_archive
 from .card import CARD_NAME, render_card
 from .seal import seal
 
 PACKAGE_FORMAT = 1
-DEVICES = ("cpu", "cuda", "auto")
 # Which variant the card's example and the Triton repository use, best first.
 PREFERRED_VARIANTS = ("optimized", "base", "int8", "fp16")
 # Stage records about packaging itself stay out of the packaged manifest, or the
@@ -108,10 +108,10 @@ class PackageReport:
 
 
 def _stage_failed(art: Artifact, variant: str) -> str | None:
-    for stage in ("optimize", "validate", "smoke"):
-        record = art.stage(f"{stage}.{variant}")
+    for stage in PER_VARIANT_STAGES:
+        record = art.stage(stage_key(stage, variant))
         if record is not None and record.get("passed") is False:
-            return f"{stage}.{variant}"
+            return stage_key(stage, variant)
     return None
 
 
@@ -171,12 +171,12 @@ def _integrity(art: Artifact, names: list[str]) -> tuple[dict[str, dict[str, Any
 
 def _parity(art: Artifact, variant: str) -> dict[str, Any]:
     """What the card and the manifest say about a variant's agreement with PyTorch."""
-    summary = art.stage(f"validate.{variant}")
+    summary = art.stage(stage_key("validate", variant))
     if summary:
         keep = ("max_abs", "mean_abs", "max_rel", "min_cosine", "mean_cosine", "argmax_agreement", "atol_needed")
         return {
             "passed": summary.get("passed"),
-            "source": f"validate.{variant}",
+            "source": stage_key("validate", variant),
             "checked_on": f"{summary.get('texts') or 0} texts and {summary.get('groups', 0)} shape groups "
                           f"({summary.get('samples', 0)} samples) on {summary.get('provider', '?')}",
             "device": summary.get("device"),
