@@ -10,6 +10,7 @@ parity table's default for its precision).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 from ..parity.goldens import GoldensUnreadable, goldens_path, read_goldens
 from ..parity.judge import judge_output
 from ..parity.tolerance import Tolerance, default_tolerance
+from ..report import Check, ChecksReport
 from ..spec import ModelSpec
 from ..vocab import short_error, stage_key
 
@@ -53,56 +55,108 @@ def judge(expected: np.ndarray, actual: np.ndarray, output, mask, tol: Tolerance
     }
 
 
-def check_goldens(folder: Path, manifest: dict[str, Any], variant: str, device: str) -> dict[str, Any]:
+@dataclass
+class GoldensReport(ChecksReport):
+    """One variant against the golden texts; honours ``report.StageReport``.
+
+    A report with ``skipped`` set (the artifact has no goldens) passes: nothing to compare.
+    ``to_dict()`` is the record package and verify have always stored.
+    """
+
+    variant: str
+    checks: list[Check] = field(default_factory=list)
+    texts: int = 0
+    tolerance_from: str | None = None
+    provider: str | None = None
+    skipped: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.skipped is not None or ChecksReport.passed.fget(self)
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.skipped else ("passed" if self.passed else "failed")
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"skipped: {self.skipped}"
+        if not self.passed:
+            fails = self.failures()
+            return (fails[0] if fails else "failed") + (f" (+{len(fails) - 1} more)" if len(fails) > 1 else "")
+        worst = ", ".join(f"{c.about['output']} max abs {c.metrics['max_abs']:.2g}, min cosine {c.metrics['min_cosine']:.6f}"
+                          for c in self.checks if c.about.get("output") and c.metrics.get("max_abs") is not None)
+        return f"{self.texts} texts within {self.tolerance_from} tolerance ({worst})"
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.skipped:
+            return {"status": "skipped", "reason": self.skipped}
+        out: dict[str, Any] = {}
+        if self.tolerance_from is not None:
+            out = {"texts": self.texts, "tolerance_from": self.tolerance_from,
+                   "outputs": {c.about["output"]: c.metrics for c in self.checks if c.about.get("output")}}
+        tokenizer = next((c for c in self.checks if c.about.get("kind") == "tokenizer"), None)
+        if tokenizer is not None:
+            out["tokenizer"] = {"passed": tokenizer.passed}
+        if self.provider is not None:
+            out["provider"] = self.provider
+        return out | {"status": self.status, "failures": self.failures()}
+
+
+def _problem(kind: str, text: str) -> Check:
+    """A failed check whose message is exactly ``text`` (the wording the records have always had)."""
+    return Check(text, False, about={"kind": kind})
+
+
+def check_goldens(folder: Path, manifest: dict[str, Any], variant: str, device: str) -> GoldensReport:
     """Tokenize the golden texts, run ``variant`` on ``device``, compare with PyTorch.
 
-    Returns ``{"status": "passed"|"failed"|"skipped", ...}`` with per-output metrics;
-    never raises for a model that fails to load or run (that is a failed check).
+    Never raises for a model that fails to load or run (that is a failed check).
     """
     from ..runners import make_session, run_session
 
     entry_goldens = manifest.get("goldens") or {}
     if not entry_goldens or not goldens_path(Path(folder), entry_goldens).is_file():
-        return {"status": "skipped", "reason": "the artifact has no golden texts (no tokenizer at export)"}
+        return GoldensReport(variant, skipped="the artifact has no golden texts (no tokenizer at export)")
     try:
         goldens = read_goldens(Path(folder), entry_goldens)
     except GoldensUnreadable as e:
-        return {"status": "failed", "failures": [str(e)]}
+        return GoldensReport(variant, checks=[_problem("goldens", str(e))])
     spec = ModelSpec.from_dict(manifest["spec"])
     entry = manifest["variants"][variant]
     tolerances, origin = variant_tolerances(manifest, variant)
-    result: dict[str, Any] = {"texts": len(goldens.texts), "tolerance_from": origin, "outputs": {}}
+    report = GoldensReport(variant, texts=len(goldens.texts), tolerance_from=origin)
     feeds = {n: goldens.inputs[n] for n in spec.input_names if n in goldens.inputs}
-    problems = []
     if (Path(folder) / "tokenizer.json").is_file() and goldens.texts:
         from ..textbatch import encode_texts
         from ..tokenizer import load_tokenizer
 
         encoded = encode_texts(load_tokenizer(folder), goldens.texts, spec)
         same = all(k in feeds and encoded[k].shape == feeds[k].shape and np.array_equal(encoded[k], feeds[k]) for k in encoded)
-        result["tokenizer"] = {"passed": same}
-        if not same:
-            problems.append("tokenizer.json no longer produces the recorded input ids for the golden texts")
+        report.checks.append(Check("tokenizer.json no longer produces the recorded input ids for the golden texts"
+                                   if not same else "tokenizer.json", same, about={"kind": "tokenizer"}))
         feeds = encoded if same else feeds
     try:
         # One thread: the same numbers on any machine, so a package's recorded
         # measurements (and its bytes) do not depend on the core count.
         session, info = make_session(Path(folder) / entry["file"], device, threads=1)
         actual = run_session(session, spec, feeds)
-        result["provider"] = info.obtained[0]
+        report.provider = info.obtained[0]
     except Exception as e:  # a corrupted or incompatible model is a failed check here
         message = getattr(e, "message", None) or f"{type(e).__name__}: {short_error(e, 300)}"
-        return result | {"status": "failed", "failures": problems + [f"{entry['file']} did not run: {message}"]}
+        report.checks.append(_problem("run", f"{entry['file']} did not run: {message}"))
+        return report
     mask = feeds.get("attention_mask")
     for out in spec.outputs:
         expected = goldens.outputs.get(out.name)
         if expected is None:
-            problems.append(f"{goldens.file} has no output.{out.name}")
+            report.checks.append(_problem("output", f"{goldens.file} has no output.{out.name}"))
             continue
         if actual[out.name].shape != expected.shape:
-            problems.append(f"{entry['file']} {out.name}: shape {actual[out.name].shape}, goldens have {expected.shape}")
+            report.checks.append(_problem(
+                "output", f"{entry['file']} {out.name}: shape {actual[out.name].shape}, goldens have {expected.shape}"))
             continue
         judged = judge(expected, actual[out.name], out, mask, tolerances[out.name])
-        result["outputs"][out.name] = judged
-        problems += [f"{entry['file']} {out.name}: {r}" for r in judged["reasons"]]
-    return result | {"status": "failed" if problems else "passed", "failures": problems}
+        report.checks.append(Check(f"{entry['file']} {out.name}", judged["passed"], "; ".join(judged["reasons"]),
+                                   metrics=judged, about={"kind": "output", "output": out.name}))
+    return report

@@ -305,8 +305,8 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
             continue
         say(f"re-running the golden texts through '{v}'")
         check = check_goldens(art.root, art.manifest, v, options.device)
-        golden_checks[v] = check
-        failures += check.get("failures", [])
+        golden_checks[v] = check.to_dict()
+        failures += check.failures()
     report.goldens = golden_checks
     if failures:
         report.problems = failures

@@ -338,13 +338,11 @@ def _check_goldens(root: Path, manifest: dict[str, Any], report: VerifyReport, b
             continue
         say(f"re-running the golden texts through '{variant}'")
         result = check_goldens(root, manifest, variant, options.device)
-        report.details.setdefault("goldens", {})[variant] = result
-        if result["status"] == "skipped":
-            report.add("goldens", file, None, result["reason"])
-        elif result["status"] == "passed":
-            worst = ", ".join(f"{o} max abs {d['max_abs']:.2g}, min cosine {d['min_cosine']:.6f}"
-                              for o, d in result["outputs"].items() if d.get("max_abs") is not None)
-            report.add("goldens", file, True, f"{result['texts']} texts within {result['tolerance_from']} tolerance ({worst})")
+        report.details.setdefault("goldens", {})[variant] = result.to_dict()
+        if result.skipped:
+            report.add("goldens", file, None, result.skipped)
+        elif result.passed:
+            report.add("goldens", file, True, result.summary())
         else:
-            target = "tokenizer.json" if result.get("tokenizer", {}).get("passed") is False else file
-            report.add("goldens", target, False, "; ".join(result["failures"]))
+            tokenizer_failed = any(c.about.get("kind") == "tokenizer" and not c.passed for c in result.checks)
+            report.add("goldens", "tokenizer.json" if tokenizer_failed else file, False, "; ".join(result.failures()))
