@@ -53,7 +53,7 @@ def render(result: ValidationResult, console) -> None:
     for output in dict.fromkeys(c.about["output"] for c in result.checks):
         checks = [c for c in result.checks if c.about["output"] == output]
         has_argmax = any(c.metrics.get("argmax_agreement") is not None for c in checks)
-        tol = checks[0].tolerance
+        tol = checks[0].about["tolerance"]
         table = Table(title=f"{escape(output)}  [dim]({_tol(tol)}, rtol {tol.get('rtol', 0):g})[/]", title_justify="left",
                       box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
         table.add_column("group", no_wrap=True)
