@@ -53,9 +53,10 @@ def export_command(
         markup=True,
     )
     for name, d in check["outputs"].items():
-        out_console().print(f"  {name}: max abs {d['max_abs']:.2e} (atol {check['atol']:g})")
+        worst = "not finite" if d.get("max_abs") is None else f"{d['max_abs']:.2e}"
+        out_console().print(f"  {name}: max abs {worst} (atol {check['atol']:g})")
     if not report:
-        err_console().print(f"[bold red]check failed:[/] {check.get('error') or '; '.join(report.failures())}", markup=True)
+        err_console().print(f"[bold red]check failed:[/] {'; '.join(report.failures())}", markup=True)
         err_console().print("  the graph does not compute what PyTorch computes at a shape other than the trace shape")
         raise typer.Exit(1)
 

@@ -29,7 +29,7 @@ import numpy as np
 from ..artifact import Artifact, deferred_interrupts, model_files
 from ..errors import CheckFailed
 from ..spec import ModelSpec
-from .options import OptimizeOptions, OptimizeReport
+from .options import OptimizeOptions, OptimizeReport, fusion_check
 
 
 def _goldens(artifact: Artifact, spec: ModelSpec):
@@ -43,7 +43,7 @@ def _goldens(artifact: Artifact, spec: ModelSpec):
 
 
 def ov_checks(artifact: Artifact, spec: ModelSpec, xml: Path, precision: str, options: OptimizeOptions,
-              say) -> list[dict[str, Any]]:
+              say) -> list:
     from ..runners import make_session, run_session
     from ..runtime.openvino import OpenVINOEngine, OpenVINOOptions
     from .optimizer import compare_batches, feeds_for
@@ -162,11 +162,11 @@ def optimize_openvino(artifact_dir: Path, options: OptimizeOptions, *,
         say(f"writing {options.file_name}")
         ov.save_model(model, str(staged), compress_to_fp16=False)
         checks = ov_checks(artifact, spec, staged, precision, options, say)
-        failed = [c for c in checks if not c["passed"]]
+        failed = [c for c in checks if not c.passed]
         if failed and not options.allow_lossy:
             raise CheckFailed(
                 f"the {variant} variant misses its quality gates and was not written: "
-                + "; ".join(f"{c['name']}: {c['why']}" for c in failed),
+                + "; ".join(c.message() for c in failed),
                 hint="pass --allow-lossy to keep it anyway (recorded as lossy, never a default)")
         critical.enter_context(deferred_interrupts())
         published = _publish(staged, root, options.file_name)
@@ -180,7 +180,8 @@ def optimize_openvino(artifact_dir: Path, options: OptimizeOptions, *,
         notes = ["OpenVINO fuses the graph itself when it compiles it; no ONNX Runtime fusion is applied"]
         if failed:
             notes.append("kept with --allow-lossy although it misses its quality gates: recorded as lossy")
-        report = OptimizeReport(artifact=root, options=options, file=options.file_name, fusion=fusion, checks=checks,
+        report = OptimizeReport(artifact=root, options=options, file=options.file_name, fusion=fusion,
+                                checks=[fusion_check(fusion, options.strict), *checks],
                                 openvino=facts, notes=notes, sizes={n: (root / n).stat().st_size for n in published})
         from .optimizer import _versions
 
