@@ -204,9 +204,8 @@ class _Runner:
             return
         self.emit("progress", "measuring the faithful variants to choose the CPU default")
         record = record_fastest(self.out, self.device, progress=lambda m: self.emit("progress", m), key=key)
-        times = ", ".join(f"{v} {t['b8x128_ms']:.1f}" for v, t in record["measured_ms"].items())
-        self.emit("progress", f"default on {self.device}: {record['variant']} ({record['engine']}); "
-                              f"batch 8 x 128 ms: {times}")
+        times = ", ".join(f"{v} {t.get('job_ms', t['b1x128_ms']):.1f}" for v, t in record["measured_ms"].items())
+        self.emit("progress", f"default on {self.device}: {record['variant']} ({record['engine']}); ms: {times}")
 
     def package(self, variants: list[str]) -> None:
         from ..release.package import PackageOptions, package_artifact
