@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         load = os.getloadavg()[0]
         run = run_measured(cmd, timeout=args.timeout, cwd=ROOT)
         entry = {"wall_s": run["wall_s"], "returncode": run["returncode"], "load_before": load,
-                 "first_line": (run["stdout"].strip().splitlines() or [""])[0][:200]}
+                 "first_line": (run["stdout"].strip().splitlines() or [""])[0][:200],
+                 "last_line": (run["stdout"].strip().splitlines() or [""])[-1][:300]}
         if run["returncode"] != 0:
             entry["error"] = run["stderr"].strip()[-600:]
             say(f"  {name} failed: {entry['error'][-300:]}")
