@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.architectures import tiny_architecture  # noqa: F401  (session fixture)
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
