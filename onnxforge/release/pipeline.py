@@ -25,13 +25,13 @@ from typing import Any, Callable
 from .. import __version__
 from ..artifact import MANIFEST_NAME, Artifact, sha256_file
 from ..errors import CheckFailed, OnnxforgeError, UserInputError
+from ..vocab import EXPORTERS
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # The variant optimize writes for each precision (fp32 is the fused graph).
 VARIANT_FOR_PRECISION = {"fp32": "optimized", "fp16": "fp16", "int8": "int8"}
 DEFAULT_PRECISIONS = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "int8")}
 DEVICES = ("cpu", "cuda", "auto")
-EXPORTERS = ("torchscript", "dynamo")
 # The build's smoke test checks correctness fully and times briefly (a latency table
 # is `onnxforge smoke`'s or `onnxforge bench`'s job); this keeps MiniLM's build short.
 SMOKE_TIMING = {"batch_sizes": (1, 8), "iterations": 10, "min_iterations": 3, "max_seconds": 1.0}
@@ -51,7 +51,7 @@ class BuildOptions:
     num_heads: int | None = None
     hidden_size: int | None = None
     num_layers: int | None = None
-    exporter: str = "torchscript"
+    exporter: str = EXPORTERS[0]
     opset: int | None = None
     # Empty: fused fp32 + int8 on CPU, plus fp16 on CUDA.
     precisions: tuple[str, ...] = ()
