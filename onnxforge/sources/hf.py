@@ -8,7 +8,9 @@ from ..errors import UserInputError
 from ..spec import ModelSpec
 from .architectures import position_offset, refuse_non_encoder, supported_attention
 from .base import LoadedModel, SourceRef
-from .sentence_transformers import DEFAULT_PIPELINE, pipeline_files, read_pipeline, sentence_module
+from .sentence_transformers import (
+    DEFAULT_PIPELINE, pipeline_files, read_pipeline, resolve_max_seq_length, sentence_module,
+)
 from .wrap import derive_outputs, forward_inputs, make_wrapper
 
 _TASK_SUFFIXES = {
@@ -110,6 +112,7 @@ def load_hf_folder(ref: SourceRef, attn_implementation: str | None) -> LoadedMod
     extra_files = {}
     if pipeline:
         # The folder's own sentence-transformers pipeline, inside the graph.
+        pipeline = resolve_max_seq_length(pipeline, model_folder, config, numbers["max_positions"])
         model = sentence_module(folder, pipeline, model, input_names)
         call_kwargs = {}
         described, extra_files = pipeline.to_manifest(), pipeline_files(folder, pipeline)

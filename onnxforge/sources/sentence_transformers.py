@@ -150,6 +150,27 @@ def read_pipeline(folder: Path) -> SentencePipeline | None:
     )
 
 
+def resolve_max_seq_length(pipeline: SentencePipeline, model_folder: Path, config: Any,
+                           max_positions: int) -> SentencePipeline:
+    """The truncation sentence-transformers applies, as it decides it (6.x ``Transformer``).
+
+    ``max_seq_length`` in sentence_bert_config.json wins (older folders write it there);
+    else the tokenizer's ``model_max_length`` capped at ``max_position_embeddings`` (6.x
+    saves it there). Never past the model's position table.
+    """
+    from dataclasses import replace
+
+    from ..tokenizer import tokenizer_model_max_length
+
+    length = pipeline.max_seq_length
+    if length is None:
+        length = tokenizer_model_max_length(Path(model_folder)) or max_positions
+        table = getattr(config, "max_position_embeddings", -1)
+        if isinstance(table, int) and table > 0:
+            length = min(length, table)
+    return replace(pipeline, max_seq_length=min(int(length), max_positions))
+
+
 def _dense_state(folder: Path) -> dict[str, Any]:
     import torch
 
