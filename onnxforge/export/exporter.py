@@ -243,7 +243,7 @@ def export_model(source: SourceRef, out: Path, options: ExportOptions = ExportOp
                                "folder the factory is imported from": source.app_dir})
     if out.is_dir() and any(out.iterdir()) and not options.force:
         raise UserInputError(f"--out {out} already exists and is not empty", hint="pass --force to replace it, or choose another folder")
-    attn = ATTENTION_FOR_EXPORTER[options.exporter] if source.kind in ("builtin", "hf") else None
+    attn = ATTENTION_FOR_EXPORTER[options.exporter]
     say("loading the PyTorch model")
     loaded = load_source(source, attn_implementation=attn)
     with staged_directory(out, force=options.force) as stage:
