@@ -193,6 +193,10 @@ def _copy_support_files(stage: Path, loaded: LoadedModel) -> list[str]:
         (stage / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, stage / name)
         copied.append(name)
+    if "modules.json" in loaded.extra_files:
+        from ..sources.sentence_transformers import root_transformer_modules
+
+        root_transformer_modules(stage / "modules.json")
     if copied and "tokenizer.json" not in copied and loaded.tokenizer_files:
         ensure_tokenizer_json(stage)
         copied.append("tokenizer.json")

@@ -210,3 +210,19 @@ def pipeline_files(folder: Path, pipeline: SentencePipeline) -> dict[str, Path]:
             if f.is_file():
                 files[f.relative_to(folder).as_posix()] = f
     return files
+
+
+def root_transformer_modules(modules_json: Path) -> None:
+    """Point the Transformer module at the artifact's root, where its files are copied.
+
+    Older folders keep the HF model in ``0_Transformer/``; the artifact holds config,
+    tokenizer and model.onnx at its root, so its modules.json must say ``path: ""``.
+    """
+    modules = json.loads(Path(modules_json).read_text(encoding="utf-8"))
+    changed = False
+    for entry in modules:
+        if str(entry.get("type", "")).rsplit(".", 1)[-1] == "Transformer" and entry.get("path"):
+            entry["path"] = ""
+            changed = True
+    if changed:
+        Path(modules_json).write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")

@@ -126,3 +126,24 @@ def test_unknown_module_is_refused(sentence_folders, tmp_path, cli):
     (folder / "modules.json").write_text(json.dumps(modules))
     code, _, stderr = cli("export", folder, "--out", tmp_path / "out")
     assert code == 2 and "LSTM" in stderr and "Traceback" not in stderr
+
+
+def test_transformer_in_a_subfolder(sentence_folders, tmp_path):
+    """Older folders keep the HF model in 0_Transformer/: exported from there, listed at the root after."""
+    import shutil
+
+    src = sentence_folders("cls_dense_normalize")
+    folder = tmp_path / "st"
+    shutil.copytree(src, folder)
+    (folder / "0_Transformer").mkdir()
+    for f in list(folder.iterdir()):
+        if f.is_file() and f.name not in ("modules.json", "config_sentence_transformers.json", "README.md"):
+            f.rename(folder / "0_Transformer" / f.name)
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[0]["path"] = "0_Transformer"
+    (folder / "modules.json").write_text(json.dumps(modules))
+    art = _export(folder, tmp_path / "art")
+    assert art.manifest["pipeline"]["max_seq_length"] == 24
+    assert json.loads((tmp_path / "art" / "modules.json").read_text())[0]["path"] == ""
+    ours, theirs = onnx_sentence_embeddings(tmp_path / "art", src, TEXTS)
+    assert cosines(ours, theirs).min() >= 0.9999
