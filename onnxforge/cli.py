@@ -25,11 +25,13 @@ app = typer.Typer(
 
 # Pipeline order: this is also the order `onnxforge --help` lists them in.
 _STAGE_CLIS = (
-    "onnxforge.pipeline_cli",
+    "onnxforge.build.cli",
     "onnxforge.export.cli",
     "onnxforge.optimize.cli",
     "onnxforge.validate.cli",
-    "onnxforge.serve_smoke.cli",
+    "onnxforge.smoke.cli",
+    "onnxforge.serve.cli",
+    "onnxforge.batch.cli",
     "onnxforge.bench.cli",
     "onnxforge.release.cli",
 )

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..errors import UserInputError
 from ..spec import ModelSpec
-from .base import LoadedModel, SourceRef
 from .introspect import infer_numbers, set_fusable_attention
+from .ref import LoadedModel, SourceRef
 from .wrap import derive_outputs, forward_inputs, make_wrapper
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import UserInputError
 from ..spec import ModelSpec
 from .architectures import position_offset, refuse_non_encoder, supported_attention
-from .base import LoadedModel, SourceRef
+from .ref import LoadedModel, SourceRef
 from .sentence_transformers import (
     DEFAULT_PIPELINE, pipeline_files, read_pipeline, resolve_max_seq_length, sentence_module,
 )

@@ -126,7 +126,7 @@ def _assert_complete(out: Path, n: int) -> None:
 
 
 BATCH_ROWS = 10_000  # three chunks of 4096 rows: the output is half-written when the signal lands
-SLOW_MODEL = "onnxforge.serve_smoke.runtime:Runtime.run=0.005"
+SLOW_MODEL = "onnxforge.runtime.runtime:Runtime.run=0.005"
 
 
 @SIGNALS
@@ -205,7 +205,7 @@ def test_an_interrupt_between_the_two_renames_waits_for_the_second(tmp_path, mon
     would leave --out missing; it is held until both are done, then delivered."""
     import os
 
-    from onnxforge import artifact as artifact_module
+    from onnxforge import files as artifact_module
 
     out = tmp_path / "art"
     out.mkdir()

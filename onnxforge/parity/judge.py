@@ -1,0 +1,168 @@
+"""Compare outputs with a reference and judge them against a ``Tolerance``.
+
+``measure`` gives one batch's metrics on real tokens (max abs, mean abs, max rel,
+per-sample cosine, argmax agreement for logits, and ``atol_needed``: the smallest atol
+that would have passed with the tolerance's rtol); ``merge`` folds batches of
+different sequence lengths (they cannot be stacked); ``judge_metrics`` says why metrics fail
+a tolerance; ``judge_output`` does all three for one output over a list of batches.
+The raw numbers come from ``onnxforge.compare``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..compare import compare_arrays, per_sample_rows
+from ..spec import SEQUENCE_AXIS, OutputSpec
+from .tolerance import Tolerance
+
+METRIC_KEYS = ("max_abs", "mean_abs", "max_rel", "min_cosine", "mean_cosine", "argmax_agreement", "atol_needed")
+
+
+def measure(expected: np.ndarray, actual: np.ndarray, output: OutputSpec, mask: np.ndarray | None, rtol: float) -> dict[str, Any]:
+    """Metrics of one batch; ``atol_needed`` is the smallest atol passing with ``rtol``."""
+    diff = compare_arrays(expected, actual, output, mask)
+    exp = per_sample_rows(expected, output, mask)
+    act = per_sample_rows(actual, output, mask)
+    e = np.concatenate(exp) if exp else np.zeros(0)
+    a = np.concatenate(act) if act else np.zeros(0)
+    finite = bool(np.isfinite(a).all())
+    if e.size == 0:
+        needed = 0.0
+    elif not finite or not np.isfinite(e).all():
+        needed = math.inf
+    else:
+        needed = max(0.0, float((np.abs(e - a) - rtol * np.abs(e)).max()))
+    argmax_n = None
+    if diff.argmax_agreement is not None:
+        argmax_n = _argmax_positions(expected, output, mask)
+    return {
+        "max_abs": diff.max_abs,
+        "mean_abs": diff.mean_abs,
+        "max_rel": diff.max_rel,
+        "min_cosine": diff.min_cosine,
+        "mean_cosine": diff.mean_cosine,
+        "argmax_agreement": diff.argmax_agreement,
+        "atol_needed": needed,
+        "count": diff.count,
+        "samples": len(exp),
+        "finite": finite,
+        "_argmax_n": argmax_n,
+    }
+
+
+def _argmax_positions(expected: np.ndarray, output: OutputSpec, mask: np.ndarray | None) -> int:
+    """How many predictions an argmax agreement was computed over (to weight merges)."""
+    if output.axes and output.axes[-1] == "sequence":
+        return int(expected.shape[0])
+    rows = per_sample_rows(expected, output, mask)
+    return int(sum(r.size for r in rows) // max(expected.shape[-1], 1))
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Worst case for max/min metrics, weighted means for the means."""
+    parts = [p for p in parts if p["count"] or p["samples"]]
+    if not parts:
+        return {k: None for k in METRIC_KEYS} | {"count": 0, "samples": 0, "finite": True}
+    count = sum(p["count"] for p in parts)
+    samples = sum(p["samples"] for p in parts)
+    out: dict[str, Any] = {
+        "max_abs": max(p["max_abs"] for p in parts),
+        "mean_abs": sum(p["mean_abs"] * p["count"] for p in parts) / max(count, 1),
+        "max_rel": max(p["max_rel"] for p in parts),
+        "min_cosine": min(p["min_cosine"] for p in parts),
+        "mean_cosine": sum(p["mean_cosine"] * p["samples"] for p in parts) / max(samples, 1),
+        "atol_needed": max(p["atol_needed"] for p in parts),
+        "count": count,
+        "samples": samples,
+        "finite": all(p["finite"] for p in parts),
+    }
+    weighted = [(p["argmax_agreement"], p["_argmax_n"]) for p in parts if p["argmax_agreement"] is not None]
+    if weighted:
+        n = sum(w for _, w in weighted)
+        out["argmax_agreement"] = sum(v * w for v, w in weighted) / max(n, 1)
+        out["_argmax_n"] = n
+    else:
+        out["argmax_agreement"] = None
+        out["_argmax_n"] = None
+    return out
+
+
+def judge_metrics(metrics: dict[str, Any], tol: Tolerance) -> list[str]:
+    """Why ``metrics`` fail ``tol``; empty when they pass."""
+    why = []
+    if not metrics.get("finite", True):
+        why.append("ONNX Runtime produced NaN or inf")
+    if tol.atol is not None and metrics["atol_needed"] is not None and not metrics["atol_needed"] <= tol.atol:
+        why.append(
+            f"max abs {metrics['max_abs']:.3g}: needs atol {metrics['atol_needed']:.3g} > {tol.atol:g} (rtol {tol.rtol:g})"
+        )
+    if tol.min_cosine is not None and metrics["min_cosine"] is not None and not metrics["min_cosine"] >= tol.min_cosine:
+        why.append(f"min cosine {metrics['min_cosine']:.6f} < {tol.min_cosine:g}")
+    if tol.min_argmax is not None and metrics.get("argmax_agreement") is not None and not metrics["argmax_agreement"] >= tol.min_argmax:
+        why.append(f"argmax agreement {metrics['argmax_agreement']:.4f} < {tol.min_argmax:g}")
+    return why
+
+
+def public(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics as JSON-safe numbers: non-finite values become None (``finite`` says so)."""
+    out = {}
+    for k, v in metrics.items():
+        if k.startswith("_"):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        out[k] = v
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One output judged over some batches: merged metrics, the tolerance, why it failed."""
+
+    output: str
+    metrics: dict[str, Any]
+    tolerance: Tolerance
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+def judge_output(output: OutputSpec, batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+                 tol: Tolerance) -> Verdict:
+    """Judge one output over ``(expected, actual, attention_mask)`` batches.
+
+    A batch whose shapes differ fails the output (the reason names both shapes).
+    """
+    parts, shape_problems = [], []
+    for expected, actual, mask in batches:
+        if np.shape(expected) != np.shape(actual):
+            shape_problems.append(f"shape {list(np.shape(actual))}, the reference {list(np.shape(expected))}")
+            continue
+        parts.append(measure(expected, actual, output, mask, tol.rtol))
+    metrics = merge(parts)
+    return Verdict(output.name, metrics, tol, shape_problems + (judge_metrics(metrics, tol) if parts else []))
+
+
+def pooled_cosines(expected: np.ndarray, actual: np.ndarray, output: OutputSpec, mask: np.ndarray | None) -> np.ndarray:
+    """Per-sample cosine; token-level outputs are mean-pooled over real tokens first
+    (a sentence embedding, the quantity int8 must preserve)."""
+    e, a = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
+    if output.axes[:2] == ("batch", SEQUENCE_AXIS) and mask is not None and e.ndim >= 2:
+        m = mask.astype(np.float64).reshape(mask.shape + (1,) * (e.ndim - 2))
+        e = (e * m).sum(1) / np.maximum(m.sum(1), 1.0)
+        a = (a * m).sum(1) / np.maximum(m.sum(1), 1.0)
+    e, a = e.reshape(len(e), -1), a.reshape(len(a), -1)
+    num = (e * a).sum(1)
+    den = np.maximum(np.linalg.norm(e, axis=1) * np.linalg.norm(a, axis=1), 1e-30)
+    both_zero = (np.linalg.norm(e, axis=1) == 0) & (np.linalg.norm(a, axis=1) == 0)
+    return np.where(both_zero, 1.0, num / den)
