@@ -153,7 +153,7 @@ def _support_files(art: Artifact) -> list[str]:
 def _integrity(art: Artifact, names: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Hash every file going into the archive and compare with what its stage recorded."""
     table, failures = {}, []
-    recorded = art.manifest.get("files", {})
+    recorded = art.files
     for name in names:
         path = art.root / name
         if path.is_symlink() or not path.is_file():
