@@ -7,6 +7,7 @@ from typing import Any
 
 from .errors import UserInputError
 from .graph import describe_model
+from .vocab import OPTIMIZE, split_stage_key
 
 
 def inspect_path(path: Path) -> dict[str, Any]:
@@ -32,7 +33,7 @@ def inspect_path(path: Path) -> dict[str, Any]:
         "export": artifact.export_record or None,
         "versions": artifact.versions,
         "stages": {k: {"passed": v.get("passed")} for k, v in stages.items()},
-        "optimize": {k: v for k, v in stages.items() if k.startswith("optimize")},
+        "optimize": {k: v for k, v in stages.items() if split_stage_key(k)[0] == OPTIMIZE},
         "files": {k: v["size"] for k, v in artifact.files.items()},
         "models": models,
     }

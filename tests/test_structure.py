@@ -69,6 +69,15 @@ def imports_of(path: Path, known: set[str], root: Path = PACKAGE_DIR) -> set[str
             hit = closest(target)
             if hit and hit != name:
                 found.add(hit)
+    # Importing ``a.b.c`` first runs ``a/b/__init__``: an edge to every enclosing package
+    # that is not one of this module's own (those are already running when it loads).
+    own = {name.rsplit(".", i)[0] for i in range(name.count(".") + 1)}
+    for hit in list(found):
+        parent = hit.rpartition(".")[0]
+        while parent and parent not in own:
+            if parent in known:
+                found.add(parent)
+            parent = parent.rpartition(".")[0]
     return found
 
 
@@ -124,10 +133,13 @@ def test_import_graph_sees_lazy_relative_and_table_imports(tmp_path):
     (pkg / "sub" / "b.py").write_text("from ..a import f\n")
     (pkg / "sub" / "c.py").write_text("import pkg.a\nfrom .. import a\n")
     graph = import_graph(pkg)
-    assert graph["pkg.a"] == {"pkg.sub.b"}
+    assert graph["pkg.a"] == {"pkg.sub.b", "pkg.sub"}  # importing pkg.sub.b runs pkg/sub/__init__ first
     assert graph["pkg.sub.b"] == {"pkg.a"}
     assert graph["pkg.sub"] == {"pkg.sub.c"}
     assert graph["pkg.sub.c"] == {"pkg.a"}
+    # a -> sub (its __init__ runs first) -> c (the lazy table) -> a; a -> sub.b -> a too.
+    assert find_cycle(graph) == ["pkg.a", "pkg.sub", "pkg.sub.c", "pkg.a"]
+    del graph["pkg.sub"]
     assert find_cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.a"]
 
 

@@ -21,7 +21,7 @@ _TARGET_BY_PRECISION = {"fp16": "cuda", "int8": "cpu"}
 
 
 def _resolve_devices(requested: tuple[str, ...]) -> list[str]:
-    from ..runners import cuda_unavailable_reason
+    from ..cuda import cuda_unavailable_reason
 
     devices: list[str] = []
     for d in requested:
