@@ -17,7 +17,7 @@ import numpy as np
 from .cuda import _preload_cuda, cuda_provider_load_error, cuda_unavailable_reason  # noqa: F401 - re-exported
 from .errors import CheckFailed, UserInputError
 from .spec import ModelSpec
-from .vocab import short_error
+from .vocab import DEVICES, short_error
 
 def run_torch(module: Any, spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     import torch

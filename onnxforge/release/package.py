@@ -304,7 +304,7 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
         if integrity_failures:
             continue
         say(f"re-running the golden texts through '{v}'")
-        check = check_goldens(art.root, art.manifest, v, options.device)
+        check = check_goldens(art, v, options.device)
         golden_checks[v] = check.to_dict()
         failures += check.failures()
     report.goldens = golden_checks

@@ -327,6 +327,7 @@ def _check_triton(root: Path, manifest: dict[str, Any], report: VerifyReport, ba
 
 
 def _check_goldens(root: Path, manifest: dict[str, Any], report: VerifyReport, bad: set[str], options: VerifyOptions, say) -> None:
+    from ..artifact import Artifact
     from .goldens import check_goldens
 
     needed_support = [n for n in ("goldens.npz", "tokenizer.json") if n in manifest["files"]]
@@ -337,7 +338,7 @@ def _check_goldens(root: Path, manifest: dict[str, Any], report: VerifyReport, b
             report.add("goldens", file or variant, None, f"not run: {', '.join(broken) or file} failed its own check")
             continue
         say(f"re-running the golden texts through '{variant}'")
-        result = check_goldens(root, manifest, variant, options.device)
+        result = check_goldens(Artifact(root, manifest), variant, options.device)
         report.details.setdefault("goldens", {})[variant] = result.to_dict()
         if result.skipped:
             report.add("goldens", file, None, result.skipped)
