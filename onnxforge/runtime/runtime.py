@@ -130,7 +130,8 @@ class Runtime:
                    "config": {"session.intra_op.allow_spinning": "1" if spin else "0"}}
         name = variant or choose_variant(artifact.variants, target)
         try:
-            engine = open_engine(artifact.variant_path(name), target, **options)
+            # The engine the variant was built for (ORT for manifests that record none).
+            engine = open_engine(artifact.variant_path(name), target, engine=artifact.variant_engine(name), **options)
         except CheckFailed as e:
             if device != "auto":
                 raise
@@ -139,7 +140,7 @@ class Runtime:
             checks["device_note"] = f"auto: CUDA did not start, using CPU ({e.message})"
             target = "cpu"
             name = variant or choose_variant(artifact.variants, target)
-            engine = open_engine(artifact.variant_path(name), target, **options)
+            engine = open_engine(artifact.variant_path(name), target, engine=artifact.variant_engine(name), **options)
         path = artifact.variant_path(name)
         input_dtypes = check_graph_inputs(engine, spec)
         return cls(artifact=artifact, variant=name, path=path, engine=engine, tokenizer=tokenizer,
