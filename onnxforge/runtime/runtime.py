@@ -21,7 +21,7 @@ from ..artifact import Artifact
 from ..errors import CheckFailed, UserInputError
 from ..spec import ModelSpec
 from ..tokenizer import load_tokenizer
-from ..vocab import resolve_device
+from ..vocab import CONCRETE_DEVICES, VARIANTS, resolve_device
 from .checks import check_graph_inputs, check_tokenizer_against_model
 from .engine import Engine, open_engine
 from .pooling import classes, pooled, result_kind
@@ -33,6 +33,7 @@ from .texts import check_texts
 # by default: it trades accuracy (cosine ~0.99 on MiniLM) for speed, a choice the user
 # makes with --variant int8.
 DEFAULT_VARIANTS = {"cuda": ("fp16", "optimized", "base"), "cpu": ("optimized", "base")}
+assert set(DEFAULT_VARIANTS) == set(CONCRETE_DEVICES) and all(set(v) <= set(VARIANTS) for v in DEFAULT_VARIANTS.values())
 
 
 def choose_variant(variants: dict[str, Any], device: str) -> str:
