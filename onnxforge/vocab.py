@@ -57,7 +57,7 @@ def resolve_device(device: str, *, strict: bool = True) -> str:
         raise UserInputError(f"--device {device} is not known", hint=f"choose one of {', '.join(DEVICES)}")
     if device == "cpu":
         return "cpu"
-    from .runners import cuda_unavailable_reason
+    from .cuda import cuda_unavailable_reason
 
     reason = cuda_unavailable_reason()
     if device == "auto":
