@@ -151,8 +151,11 @@ class CsvRecords:
             reason = "a quoted field begins here and is never closed (unterminated quote)"
             if "limit" in error:
                 reason += f"; csv stopped after {csv.field_size_limit():,} characters"
+        elif how == "after-close" and lines[-1][0] > field_line:
+            reason = (f"a quoted field begins here and runs on to line {lines[-1][0]}, where text follows a quote "
+                      "(an unterminated quote?)")
         elif how == "after-close":
-            reason = "a quoted field begins here, and text follows its closing quote (quote it as \"\")"
+            reason = "a quoted field begins here, and text follows its closing quote (write a quote inside as \"\")"
         else:
             reason = f"the CSV cannot be read here ({error})"
         return BadRecord(row=self._row, line=field_line, first_line=lines[0][0], offset=lines[0][1], reason=reason,
