@@ -26,13 +26,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import OnnxforgeError, UserInputError
-from .bad_rows import BadRowPolicy, RowCounts, check_counts
-from .shard_worker import ERROR_COLUMN, META_JOB, META_SUMMARY, TEMPORARY, ShardWorker
-from .shards import FILE_COLUMN, INPUT_SUFFIXES, ROW_COLUMN, InputPlan, Shard, file_system, join_uri, plan_input
+from .bad_rows import BadRowPolicy, RowCounts
+from .output import finish, prepare_output
+from .shard_worker import ERROR_COLUMN, ShardWorker
+from .shards import FILE_COLUMN, INPUT_SUFFIXES, ROW_COLUMN, InputPlan, Shard, file_system, plan_input
 
-MANIFEST = "_manifest.json"
-SUCCESS = "_SUCCESS"
-BAD_ROWS = "bad_rows.jsonl"
 DEFAULT_SHARD_ROWS = 1000
 
 
@@ -202,7 +200,7 @@ def ray_batch(artifact_dir: str | Path, input_uri: str, out: str, options, polic
     job = _job_fingerprint(plan, artifact_hash, variant, device, options, ray_options, keep)
     shard_dir = out if single is None else _beside(out, ".parts")
     fs, shard_path = file_system(shard_dir)
-    done = _prepare_output(fs, shard_path, plan, job, ray_options.resume)
+    done = prepare_output(fs, shard_path, plan, job, ray_options.resume)
     report = RayBatchReport(input=input_uri, output=out, format=single or "shards", kind=kind, variant=variant,
                             device=device, artifact_sha256=artifact_hash, shards=len(plan.shards), shards_skipped=len(done))
     report.plan_seconds = time.perf_counter() - started
@@ -237,7 +235,7 @@ def ray_batch(artifact_dir: str | Path, input_uri: str, out: str, options, polic
                     raise inner from None
                 raise
         report.cluster_seconds = time.perf_counter() - cluster_started
-    _finish(report, fs, shard_path, plan, summaries, job, single)
+    finish(report, fs, shard_path, plan, summaries, job, single)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -283,47 +281,6 @@ def _job_fingerprint(plan: InputPlan, artifact_hash: str, variant: str, device: 
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _prepare_output(fs, path: str, plan: InputPlan, job: str, resume: bool) -> dict[str, dict[str, Any]]:
-    """Summaries of the shards already written and verified (``--resume``); without it, old job files go."""
-    import pyarrow.parquet as pq
-    from pyarrow import fs as pafs
-
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.File:
-        raise UserInputError(f"--out {path} is a file; the Ray engine writes a folder of shards there",
-                             hint="name a folder, or a .csv/.jsonl/.parquet file with --format for one file")
-    fs.create_dir(path, recursive=True)
-    names = {s.name: s for s in plan.shards}
-    done: dict[str, dict[str, Any]] = {}
-    existing = [e for e in fs.get_file_info(pafs.FileSelector(path, recursive=False)) if e.type == pafs.FileType.File]
-    for entry in existing:
-        base = entry.base_name
-        if not resume:
-            if base.startswith("part-") and base.endswith(".parquet") or base in (MANIFEST, SUCCESS, BAD_ROWS):
-                fs.delete_file(entry.path)
-            continue
-        if base == SUCCESS or base == MANIFEST:
-            fs.delete_file(entry.path)  # rewritten at the end
-            continue
-        name = base[: -len(".parquet")] if base.endswith(".parquet") else None
-        if name not in names:
-            continue
-        try:
-            meta = pq.read_metadata(entry.path, filesystem=fs)
-            kv = meta.metadata or {}
-            summary = json.loads(kv.get(META_SUMMARY, b"{}"))
-        except Exception:  # unreadable footer: not a shard this job can trust; it is rewritten
-            continue
-        if kv.get(META_JOB) != job.encode():
-            raise UserInputError(f"{entry.path} was written by a different job (another model, options or input)",
-                                 hint="rerun without --resume (it replaces the old shards), or write to another --out")
-        if summary.get("rows") == names[name].rows and meta.num_rows == summary.get("written"):
-            done[name] = summary
-    if fs.get_file_info(join_uri(path, TEMPORARY)).type == pafs.FileType.Directory:
-        fs.delete_dir(join_uri(path, TEMPORARY))
-    return done
-
-
 def _actor_count(ray, ray_options: RayOptions, shards: int) -> int:
     resources = ray.cluster_resources()
     if ray_options.gpus_per_actor > 0:
@@ -350,44 +307,3 @@ def _run_shards(ray, pending: list[Shard], worker_args: dict, actors: int, ray_o
                         num_gpus=ray_options.gpus_per_actor or None)
     for row in ds.iter_rows():
         yield json.loads(row["summary"])
-
-
-def _finish(report: RayBatchReport, fs, path: str, plan: InputPlan, summaries: dict, job: str, single: str | None) -> None:
-    """Count check, bad-row report, manifest, _SUCCESS (and the single file when asked)."""
-    from .output import join_shards, put_bytes
-
-    missing = [s.name for s in plan.shards if s.name not in summaries]
-    written = sum(summaries[s.name]["written"] for s in plan.shards if s.name in summaries)
-    ok = sum(summaries[s.name]["ok"] for s in plan.shards if s.name in summaries)
-    counts = RowCounts(read=plan.rows, written=written, reported=len(plan.bad), ok=ok)
-    report.counts = counts
-    report.error_count = written - ok
-    report.truncated_count = sum(summaries[n].get("truncated", 0) for n in summaries)
-    if missing:
-        from ..errors import CheckFailed
-
-        raise CheckFailed(f"{len(missing)} shard(s) were not written ({', '.join(missing[:5])})",
-                          hint="rerun with --resume to write only those")
-    check_counts(counts)
-    if fs.get_file_info(join_uri(path, TEMPORARY)).type != 0:  # pyarrow FileType.NotFound
-        fs.delete_dir(join_uri(path, TEMPORARY))
-    import orjson
-
-    bad_lines = b"".join(orjson.dumps(b) + b"\n" for b in plan.bad)
-    manifest = {"job": job, "engine": "ray", "input": {"files": plan.files, "format": plan.format},
-                "artifact": {"variant": report.variant, "sha256": report.artifact_sha256, "kind": report.kind},
-                "rows": counts.to_dict(), "error_rows": report.error_count, "bad_rows_report": BAD_ROWS if plan.bad else None,
-                "shards": [{"file": f"{s.name}.parquet", "first_row": s.row, **summaries[s.name]} for s in plan.shards]}
-    if single is None:
-        if plan.bad:
-            put_bytes(fs, join_uri(path, BAD_ROWS), bad_lines)
-            report.bad_rows_path = join_uri(report.output, BAD_ROWS)
-        put_bytes(fs, join_uri(path, MANIFEST), json.dumps(manifest, indent=2).encode())
-        put_bytes(fs, join_uri(path, SUCCESS), b"")
-        return
-    join_shards(fs, path, [f"{s.name}.parquet" for s in plan.shards], report.output, single)
-    if plan.bad:
-        bad_path = report.output + ".bad-rows.jsonl"  # as bad_rows.report_path names it for the local engine
-        put_bytes(*file_system(bad_path), bad_lines)
-        report.bad_rows_path = bad_path
-    fs.delete_dir(path)
