@@ -302,7 +302,10 @@ def _run_shards(ray, pending: list[Shard], worker_args: dict, actors: int, ray_o
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     ds = ray.data.from_items([{"shard": s.to_json()} for s in pending], override_num_blocks=len(pending))
-    ds = ds.map_batches(ShardWorker, batch_size=1, batch_format="numpy", fn_constructor_kwargs=worker_args,
+    # The job's settings ride on a subclass, not as constructor arguments: Ray keeps those
+    # in the object store and warns that a restarted actor could lose them.
+    worker = type("JobShardWorker", (ShardWorker,), {"settings": worker_args})
+    ds = ds.map_batches(worker, batch_size=1, batch_format="numpy",
                         compute=ActorPoolStrategy(size=actors), num_cpus=ray_options.cpus_per_actor,
                         num_gpus=ray_options.gpus_per_actor or None)
     for row in ds.iter_rows():

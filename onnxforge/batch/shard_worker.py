@@ -106,9 +106,15 @@ def result_arrays(kind: str, names: list[str], results: dict[str, Any], ok: np.n
 class ShardWorker:
     """The Ray Data actor (``map_batches(ShardWorker, compute=ActorPoolStrategy(...))``)."""
 
-    def __init__(self, *, artifact_dir: str, variant: str, device: str, max_length: int | None, threads: int | None,
-                 batch_size: int, normalize: bool, out: str, job: str, columns: list[str], text_column: str,
-                 keep: list[str], delimiter: str, with_file: bool):
+    # Set on a per-job subclass (see ray_job._run_shards): the keyword arguments of ``setup``.
+    settings: dict[str, Any] = {}
+
+    def __init__(self) -> None:
+        self.setup(**self.settings)
+
+    def setup(self, *, artifact_dir: str, variant: str, device: str, max_length: int | None, threads: int | None,
+              batch_size: int, normalize: bool, out: str, job: str, columns: list[str], text_column: str,
+              keep: list[str], delimiter: str, with_file: bool) -> None:
         from ..serve_smoke.runtime import Runtime
 
         started = time.perf_counter()
