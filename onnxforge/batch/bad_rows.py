@@ -77,8 +77,8 @@ def failures(counts: RowCounts, policy: BadRowPolicy) -> list[str]:
     elif policy.max_bad_fraction is not None and counts.read:
         fraction = counts.without_result / counts.read
         if fraction > policy.max_bad_fraction:
-            out.append(f"{counts.without_result} of {counts.read} row(s) ({fraction:.1%}) got no result, "
-                       f"more than --max-bad-fraction {policy.max_bad_fraction:g}")
+            flag = "--strict" if policy.max_bad_fraction == 0 else f"--max-bad-fraction {policy.max_bad_fraction:g}"
+            out.append(f"{counts.without_result} of {counts.read} row(s) ({fraction:.1%}) got no result, more than {flag} allows")
     return out
 
 

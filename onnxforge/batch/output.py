@@ -152,7 +152,7 @@ def finish(report: RayBatchReport, fs, path: str, plan: InputPlan, summaries: di
     written = sum(summaries[s.name]["written"] for s in plan.shards if s.name in summaries)
     ok = sum(summaries[s.name]["ok"] for s in plan.shards if s.name in summaries)
     counts = RowCounts(read=plan.rows, written=written, reported=len(plan.bad), ok=ok)
-    report.counts = counts
+    report.row_counts = counts
     report.error_count = written - ok
     report.truncated_count = sum(summaries[n].get("truncated", 0) for n in summaries)
     if missing:

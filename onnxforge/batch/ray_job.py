@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import OnnxforgeError, UserInputError
-from .bad_rows import BadRowPolicy, RowCounts
+from .bad_rows import RowCounts
+from .options import BatchOptions
 from .output import finish, prepare_output
 from .shard_worker import ERROR_COLUMN, ShardWorker
 from .shards import FILE_COLUMN, INPUT_SUFFIXES, ROW_COLUMN, InputPlan, Shard, file_system, plan_input
@@ -80,7 +81,7 @@ class RayBatchReport:
     actors: int = 0
     shards: int = 0
     shards_skipped: int = 0
-    counts: RowCounts = field(default_factory=lambda: RowCounts(0, 0, 0, 0))
+    row_counts: RowCounts = field(default_factory=lambda: RowCounts(0, 0, 0, 0))
     error_count: int = 0
     truncated_count: int = 0
     bad_rows_path: str | None = None
@@ -88,12 +89,16 @@ class RayBatchReport:
     plan_seconds: float = 0.0
     cluster_seconds: float = 0.0
 
+    def counts(self) -> RowCounts:
+        """Rows read, written, reported, and with a result (the same contract as the local report)."""
+        return self.row_counts
+
     def __bool__(self) -> bool:
-        return self.counts.without_result == 0
+        return self.row_counts.without_result == 0
 
     @property
     def rows(self) -> int:
-        return self.counts.read
+        return self.row_counts.read
 
     @property
     def rows_per_s(self) -> float:
@@ -103,7 +108,7 @@ class RayBatchReport:
         return {"passed": bool(self), "engine": "ray", "input": self.input, "output": self.output, "format": self.format,
                 "kind": self.kind, "variant": self.variant, "device": self.device, "artifact_sha256": self.artifact_sha256,
                 "actors": self.actors, "shards": self.shards, "shards_skipped": self.shards_skipped,
-                "rows": self.counts.to_dict(), "error_rows": self.error_count, "truncated_rows": self.truncated_count,
+                "rows": self.row_counts.to_dict(), "error_rows": self.error_count, "truncated_rows": self.truncated_count,
                 "bad_rows_report": self.bad_rows_path, "seconds": round(self.seconds, 3),
                 "plan_seconds": round(self.plan_seconds, 3), "cluster_seconds": round(self.cluster_seconds, 3),
                 "rows_per_s": round(self.rows_per_s, 1)}
@@ -172,16 +177,16 @@ def _unwrap(e: BaseException) -> BaseException:
     return e
 
 
-def ray_batch(artifact_dir: str | Path, input_uri: str, out: str, options, policy: BadRowPolicy = BadRowPolicy(),
+def ray_batch(artifact_dir: str | Path, input_uri: str, out: str, options: BatchOptions = BatchOptions(),
               ray_options: RayOptions = RayOptions(), *, progress: Callable[[int, int], None] | None = None) -> RayBatchReport:
     """Run ``options.column`` of every row of ``input_uri`` through the model on Ray; see the module doc.
 
-    ``options`` is the batch job's options (column, keep, batch_size, normalize, delimiter,
-    variant, device, max_length, threads, format). ``progress(rows_done, rows_total)`` is
-    called as shards finish.
+    ``options``: the batch job's options, shared with the local engine (``chunk_rows``
+    aside: shards are ``ray_options.shard_rows``). ``progress(rows_done, rows_total)``
+    is called as shards finish.
     """
     from ..artifact import Artifact
-    from ..serve_smoke.runtime import choose_variant, result_kind
+    from ..runtime import choose_variant, result_kind
 
     started = time.perf_counter()
     import_ray()
@@ -194,8 +199,8 @@ def ray_batch(artifact_dir: str | Path, input_uri: str, out: str, options, polic
     single = _single_file_format(out, options.format)
 
     plan = plan_input(input_uri, ray_options.input_format, shard_rows=ray_options.shard_rows, delimiter=options.delimiter)
-    policy.refuse(plan.bad, input_uri)
-    keep = _carried_columns(plan, options, kind, artifact.spec)
+    options.bad_rows.refuse(plan.bad, input_uri)
+    keep = _carried_columns(plan, options, artifact.spec)
     with_file = len(plan.files) > 1
     job = _job_fingerprint(plan, artifact_hash, variant, device, options, ray_options, keep)
     shard_dir = out if single is None else _beside(out, ".parts")
@@ -240,7 +245,7 @@ def ray_batch(artifact_dir: str | Path, input_uri: str, out: str, options, polic
     return report
 
 
-def _carried_columns(plan: InputPlan, options, kind: str, spec) -> list[str]:
+def _carried_columns(plan: InputPlan, options, spec) -> list[str]:
     columns = plan.columns
     if plan.format != "jsonl" and options.column not in columns:
         raise UserInputError(f"{plan.files[0]} has no column {options.column!r}; its columns are {columns}",
@@ -255,7 +260,9 @@ def _carried_columns(plan: InputPlan, options, kind: str, spec) -> list[str]:
         if missing:
             raise UserInputError(f"--keep names {missing}, which the input does not have; its columns are {columns}")
         keep = list(options.keep)
-    results = {"embedding": ["embedding"], "classification": ["label", "score", "scores"]}.get(kind, list(spec.output_names))
+    from ..runtime.results import result_columns
+
+    results = result_columns(spec)
     reserved = set(results) | {ERROR_COLUMN, ROW_COLUMN} | ({FILE_COLUMN} if len(plan.files) > 1 else set())
     clash = sorted(set(keep) & reserved)
     if clash:

@@ -17,54 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from .infer import run_texts
+from .writer import ERROR_COLUMN
 from .shards import FILE_COLUMN, ROW_COLUMN, Shard, file_system, join_uri, read_shard
 
-ERROR_COLUMN = "error"
 META_JOB = b"onnxforge.job"
 META_SUMMARY = b"onnxforge.summary"
 TEMPORARY = "_temporary"
-
-
-def result_columns(runtime) -> list[str]:
-    if runtime.kind == "embedding":
-        return ["embedding"]
-    if runtime.kind == "classification":
-        return ["label", "score", "scores"]
-    return list(runtime.spec.output_names)
-
-
-def infer_texts(runtime, texts: list[str], batch_size: int, normalize: bool) -> tuple[dict[str, Any], int]:
-    """Results by column for ``texts`` (in their order), and how many were truncated."""
-    from ..serve_smoke.runtime import length_groups
-
-    n = len(texts)
-    results: dict[str, Any] = {}
-    truncated = 0
-    if n == 0:
-        return results, 0
-    encodings = runtime.tokenize(texts)
-    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=n)
-    for group in length_groups(lengths, batch_size):
-        enc = runtime.pad([encodings[i] for i in group])
-        truncated += int(enc.truncated.sum())
-        outputs = runtime.run(enc.feeds)
-        if runtime.kind == "embedding":
-            vec = runtime.pooled(outputs, enc.mask, normalize=normalize)
-            results.setdefault("embedding", np.zeros((n, vec.shape[1]), dtype=np.float32))[group] = vec
-        elif runtime.kind == "classification":
-            labels, scores, probs = runtime.classes(outputs)
-            results.setdefault("label", np.empty(n, dtype=object))[group] = labels
-            results.setdefault("score", np.zeros(n, dtype=np.float32))[group] = scores
-            results.setdefault("scores", np.zeros((n, probs.shape[1]), dtype=np.float32))[group] = probs
-        else:
-            for o in runtime.spec.outputs:
-                store = results.setdefault(o.name, [None] * n)
-                for j, i in enumerate(group):
-                    value = outputs[o.name][j]
-                    if o.is_token_level and o.axes[1] == "sequence":
-                        value = value[: int(enc.lengths[j])]
-                    store[i] = np.ascontiguousarray(value)
-    return results, truncated
 
 
 def result_arrays(kind: str, names: list[str], results: dict[str, Any], ok: np.ndarray, widths: dict[str, int]) -> dict[str, Any]:
@@ -115,15 +74,16 @@ class ShardWorker:
     def setup(self, *, artifact_dir: str, variant: str, device: str, max_length: int | None, threads: int | None,
               batch_size: int, normalize: bool, out: str, job: str, columns: list[str], text_column: str,
               keep: list[str], delimiter: str, with_file: bool) -> None:
-        from ..serve_smoke.runtime import Runtime
+        from ..runtime import Runtime
+        from ..runtime.results import result_columns
 
         started = time.perf_counter()
         self.runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads)
         self.load_seconds = time.perf_counter() - started
-        self.names = result_columns(self.runtime)
+        self.names = result_columns(self.runtime.spec)
         self.batch_size, self.normalize = batch_size, normalize
         # One text through the model: warms the session and gives the vector widths.
-        warm, _ = infer_texts(self.runtime, ["onnxforge"], batch_size, normalize)
+        warm, _ = run_texts(self.runtime, ["onnxforge"], batch_size, normalize, self.names)
         self.widths = {k: int(v.shape[1]) for k, v in warm.items() if isinstance(v, np.ndarray) and v.ndim == 2}
         self.out, self.job = out, job
         self.columns, self.text_column, self.keep, self.delimiter = columns, text_column, keep, delimiter
@@ -141,7 +101,7 @@ class ShardWorker:
         ok = np.array([t is not None for t in got.texts], dtype=bool)
         texts = [t for t in got.texts if t is not None]
         read_done = time.perf_counter()
-        results, truncated = infer_texts(self.runtime, texts, self.batch_size, self.normalize)
+        results, truncated = run_texts(self.runtime, texts, self.batch_size, self.normalize, self.names)
         infer_done = time.perf_counter()
         arrays: dict[str, Any] = {}
         if self.with_file:

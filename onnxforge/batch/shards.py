@@ -21,6 +21,7 @@ from typing import Any, Iterator
 from ..errors import UserInputError
 from ..textbatch import is_blank
 from .csv_rows import BadRecord, CsvRecords, Record, iter_lines
+from .reader import clean, valid_utf8
 
 INPUT_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 # Columns the Ray engine adds to every output row.
@@ -204,21 +205,11 @@ def text_error(cell: Any) -> str | None:
         return "empty: no text in this row"
     if not isinstance(cell, str):
         return f"not text: the cell holds a {type(cell).__name__}"
-    if not cell.isascii():
-        try:
-            cell.encode("utf-8")
-        except UnicodeEncodeError:
-            return "undecodable: the text is not valid UTF-8"
+    if not valid_utf8(cell):
+        return "undecodable: the text is not valid UTF-8"
     if is_blank(cell):
         return "empty: no text in this row"
     return None
-
-
-def clean(cell: str) -> str:
-    """Undecodable bytes in carried columns become U+FFFD, so every output is valid UTF-8."""
-    if cell.isascii():
-        return cell
-    return cell.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 @dataclass

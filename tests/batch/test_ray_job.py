@@ -80,17 +80,16 @@ def ray_local():
 
 
 def local_batch(artifact, src, out, **kw):
-    from onnxforge.serve_smoke.batch import BatchOptions, batch_file
+    from onnxforge.batch import BatchOptions, batch_file
 
     return batch_file(artifact, src, out, BatchOptions(max_length=MAX_LENGTH, **kw))
 
 
 def ray_job(artifact, src, out, *, on_bad_rows="fail", **ray_kw):
-    from onnxforge.batch.bad_rows import BadRowPolicy
+    from onnxforge.batch import BatchOptions
     from onnxforge.batch.ray_job import RayOptions, ray_batch
-    from onnxforge.serve_smoke.batch import BatchOptions
 
-    return ray_batch(artifact, str(src), str(out), BatchOptions(max_length=MAX_LENGTH), BadRowPolicy(on_bad_rows=on_bad_rows),
+    return ray_batch(artifact, str(src), str(out), BatchOptions(max_length=MAX_LENGTH, on_bad_rows=on_bad_rows),
                      RayOptions(**{"shard_rows": 64, **ray_kw}))
 
 
@@ -109,7 +108,7 @@ def test_ray_matches_the_local_engine_and_accounts_for_every_row(ray_local, tiny
     assert not (tmp_path / "refused").exists()  # found before anything was written
     # ... and reports it with --on-bad-rows report: 299 rows written, 1 reported.
     report = ray_job(tiny_artifact, src, tmp_path / "shards", on_bad_rows="report")
-    assert report.counts.to_dict() == {"read": n, "written": n - 1, "reported": 1, "ok": n - 3, "without_result": 3}
+    assert report.counts().to_dict() == {"read": n, "written": n - 1, "reported": 1, "ok": n - 3, "without_result": 3}
     out = tmp_path / "shards"
     assert (out / "_SUCCESS").exists()
     manifest = json.loads((out / "_manifest.json").read_text())
@@ -144,7 +143,7 @@ def test_ray_single_file_output_equals_the_local_engines(ray_local, tiny_artifac
     src = write_rows(tmp_path / "in.csv", 120, empty=(3,))
     local_batch(tiny_artifact, src, tmp_path / "local.jsonl")
     report = ray_job(tiny_artifact, src, tmp_path / "ray.jsonl", shard_rows=50)
-    assert report.format == "jsonl" and report.shards == 3 and report.counts.written == 120
+    assert report.format == "jsonl" and report.shards == 3 and report.counts().written == 120
     local = [json.loads(x) for x in (tmp_path / "local.jsonl").read_text().splitlines()]
     remote = [json.loads(x) for x in (tmp_path / "ray.jsonl").read_text().splitlines()]
     assert [list(r) for r in remote] == [list(r) for r in local]  # same columns, same order
@@ -158,15 +157,13 @@ def test_ray_single_file_output_equals_the_local_engines(ray_local, tiny_artifac
 
 JOB = """
 import sys
-from onnxforge.batch.bad_rows import BadRowPolicy
+from onnxforge.batch import BatchOptions
 from onnxforge.batch.ray_job import RayOptions, ray_batch
-from onnxforge.serve_smoke.batch import BatchOptions
-ray_batch(sys.argv[1], sys.argv[2], sys.argv[3], BatchOptions(max_length=128), BadRowPolicy(),
-          RayOptions(shard_rows=32, actors=1, local_cpus=2))
+ray_batch(sys.argv[1], sys.argv[2], sys.argv[3], BatchOptions(max_length=128), RayOptions(shard_rows=32, actors=1, local_cpus=2))
 """
 
 
-def test_killed_run_leaves_no_ray_process_and_resume_skips_written_shards(ray_local, tiny_artifact, tmp_path):
+def test_killed_run_leaves_no_ray_process_and_resume_skips_written_shards(tiny_artifact, tmp_path):
     """The job starts its own Ray instance; SIGTERM mid-run stops it cleanly, and --resume finishes the rest."""
     src = write_rows(tmp_path / "in.csv", 400)
     out = tmp_path / "out"
@@ -194,16 +191,35 @@ def test_killed_run_leaves_no_ray_process_and_resume_skips_written_shards(ray_lo
     written = {p.name for p in out.glob("part-*.parquet")}
     assert 0 < len(written) < 13  # 400 rows in shards of 32
 
-    from onnxforge.batch.bad_rows import BadRowPolicy
-    from onnxforge.batch.ray_job import RayOptions, ray_batch
-    from onnxforge.serve_smoke.batch import BatchOptions
-
-    report = ray_batch(tiny_artifact, str(src), str(out), BatchOptions(max_length=MAX_LENGTH), BadRowPolicy(),
-                       RayOptions(shard_rows=32, resume=True))
-    assert report.shards == 13 and report.shards_skipped >= len(written) - 1  # a shard may land after the scan
-    assert report.counts.written == 400 and (out / "_SUCCESS").exists()
+    # The resumed run through the CLI, as a user runs it: it too leaves no Ray process.
+    temp = short_temp_dir()
+    env["RAY_TMPDIR"] = temp
+    summary = tmp_path / "resumed.json"
+    done = subprocess.run([sys.executable, "-m", "onnxforge.cli", "batch", str(tiny_artifact), str(src), "--out", str(out),
+                           "--engine", "ray", "--resume", "--shard-rows", "32", "--max-length", str(MAX_LENGTH),
+                           "--no-progress", "--json", str(summary)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not ray_processes(temp), ray_processes(temp)
+    shutil.rmtree(temp, ignore_errors=True)
+    report = json.loads(summary.read_text())
+    assert report["shards"] == 13 and report["shards_skipped"] >= len(written) - 1  # a shard may land after the scan
+    assert report["rows"]["written"] == 400 and (out / "_SUCCESS").exists()
     table = shard_table(out)
     assert table.column("row").to_pylist() == list(range(1, 401))
     local_batch(tiny_artifact, src, tmp_path / "local.parquet")
     want = np.array(pq.read_table(tmp_path / "local.parquet").column("embedding").to_pylist())
     assert np.abs(np.array(table.column("embedding").to_pylist()) - want).max() <= 1e-5
+
+
+def test_ray_cli_exits_1_when_every_row_failed_after_writing_every_row(ray_local, tiny_artifact, cli, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text('id,text\n1,\n2,"  "\n3,\n')
+    out = tmp_path / "out"
+    code, _, err = cli("batch", tiny_artifact, src, "--out", out, "--engine", "ray", "--max-length", str(MAX_LENGTH),
+                       "--no-progress")
+    assert code == 1 and "every row failed: none of the 3 row(s) got a result" in err
+    assert (out / "_SUCCESS").exists()  # complete: each row is there with its reason
+    table = shard_table(out)
+    assert table.column("id").to_pylist() == ["1", "2", "3"]
+    assert all(e.startswith("empty") for e in table.column("error").to_pylist())
+    assert table.column("embedding").null_count == 3
