@@ -127,7 +127,7 @@ def prepare_output(fs, path: str, plan: InputPlan, job: str, resume: bool) -> di
             meta = pq.read_metadata(entry.path, filesystem=fs)
             kv = meta.metadata or {}
             summary = json.loads(kv.get(META_SUMMARY, b"{}"))
-        except Exception:  # unreadable footer: not a shard this job can trust; it is rewritten
+        except (OSError, ValueError):  # unreadable footer (pyarrow's errors are OSError/ValueError): rewritten
             continue
         if kv.get(META_JOB) != job.encode():
             raise UserInputError(f"{entry.path} was written by a different job (another model, options or input)",
@@ -146,10 +146,17 @@ def _remove_temporary(fs, path: str) -> None:
         fs.delete_dir(join_uri(path, TEMPORARY))
 
 
-def finish(report: RayBatchReport, fs, path: str, plan: InputPlan, summaries: dict, job: str, single: str | None) -> None:
-    """Count check, bad-row report, manifest, _SUCCESS (and the single file when asked)."""
+def finish(report, fs, path: str, plan: InputPlan, summaries: dict, job: str, single: str | None) -> None:
+    """Count check, bad-row report, manifest, _SUCCESS (and the single file when asked) for a ``RayBatchReport``.
+
+    Rows written are counted from the shard files' footers, not from the actors' own
+    summaries, so the check compares the reader's count with what is really on disk.
+    """
+    import pyarrow.parquet as pq
+
     missing = [s.name for s in plan.shards if s.name not in summaries]
-    written = sum(summaries[s.name]["written"] for s in plan.shards if s.name in summaries)
+    written = sum(pq.read_metadata(join_uri(path, f"{s.name}.parquet"), filesystem=fs).num_rows
+                  for s in plan.shards if s.name in summaries)
     ok = sum(summaries[s.name]["ok"] for s in plan.shards if s.name in summaries)
     counts = RowCounts(read=plan.rows, written=written, reported=len(plan.bad), ok=ok)
     report.row_counts = counts

@@ -192,7 +192,11 @@ def ray_batch(artifact_dir: str | Path, input_uri: str, out: str, options: Batch
     import_ray()
     input_uri, out = str(input_uri), str(out)
     artifact = Artifact.open(artifact_dir)
-    device = "cuda" if ray_options.gpus_per_actor > 0 else ("cpu" if options.device == "auto" else options.device)
+    if options.device == "cuda" and ray_options.gpus_per_actor <= 0:
+        raise UserInputError("--device cuda with --engine ray needs --gpus-per-actor (Ray gives GPUs only to actors that ask)",
+                             hint="e.g. --gpus-per-actor 0.5 for two actors per GPU")
+    # Actors run where Ray puts them: a GPU share means CUDA, none means CPU (auto included).
+    device = "cuda" if ray_options.gpus_per_actor > 0 else "cpu"
     variant = options.variant or choose_variant(artifact.variants, device)
     artifact_hash = artifact_fingerprint(artifact, variant)
     kind = result_kind(artifact.spec)
@@ -205,6 +209,13 @@ def ray_batch(artifact_dir: str | Path, input_uri: str, out: str, options: Batch
     job = _job_fingerprint(plan, artifact_hash, variant, device, options, ray_options, keep)
     shard_dir = out if single is None else _beside(out, ".parts")
     fs, shard_path = file_system(shard_dir)
+    if "://" not in shard_dir:
+        shard_dir = shard_path  # absolute: actors may run in another working directory
+    bare = [(f, f.split("://", 1)[-1]) for f in plan.files]  # URIs as their file system's paths
+    inside = [f for f, p in bare if p == shard_path or p.startswith(shard_path.rstrip("/") + "/")]
+    if inside:
+        raise UserInputError(f"--out {out} holds the input {inside[0]}; the job replaces the shards it finds there",
+                             hint="write the results to another folder")
     done = prepare_output(fs, shard_path, plan, job, ray_options.resume)
     report = RayBatchReport(input=input_uri, output=out, format=single or "shards", kind=kind, variant=variant,
                             device=device, artifact_sha256=artifact_hash, shards=len(plan.shards), shards_skipped=len(done))

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from .infer import run_texts
-from .writer import ERROR_COLUMN
 from .shards import FILE_COLUMN, ROW_COLUMN, Shard, file_system, join_uri, read_shard
+from .writer import ERROR_COLUMN
 
 META_JOB = b"onnxforge.job"
 META_SUMMARY = b"onnxforge.summary"

@@ -79,3 +79,18 @@ def test_ray_options_need_the_ray_engine_and_ray_itself(tiny_artifact, cli, tmp_
     monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
     code, _, err = cli("batch", tiny_artifact, src, "--out", tmp_path / "o", "--engine", "ray", *LEN)
     assert code == 2 and "pip install 'onnxforge[ray]'" in err
+
+
+def test_ray_cuda_needs_a_gpu_share(tiny_artifact, cli, tmp_path):
+    src = write(tmp_path / "in.csv", ["1,a"])
+    code, _, err = cli("batch", tiny_artifact, src, "--out", tmp_path / "o", "--engine", "ray", "--device", "cuda", *LEN)
+    assert code == 2 and "needs --gpus-per-actor" in err
+
+
+def test_ray_refuses_an_output_folder_that_holds_the_input(tiny_artifact, cli, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write(folder / "part-00000.csv", ["1,a"])
+    code, _, err = cli("batch", tiny_artifact, folder, "--out", folder, "--engine", "ray", *LEN)
+    assert code == 2 and "holds the input" in err
+    assert (folder / "part-00000.csv").exists()
