@@ -159,13 +159,14 @@ JOB = """
 import sys
 from onnxforge.batch import BatchOptions
 from onnxforge.batch.ray_job import RayOptions, ray_batch
-ray_batch(sys.argv[1], sys.argv[2], sys.argv[3], BatchOptions(max_length=128), RayOptions(shard_rows=32, actors=1, local_cpus=2))
+ray_batch(sys.argv[1], sys.argv[2], sys.argv[3], BatchOptions(max_length=128), RayOptions(shard_rows=10, actors=1, local_cpus=2))
 """
 
 
 def test_killed_run_leaves_no_ray_process_and_resume_skips_written_shards(tiny_artifact, tmp_path):
     """The job starts its own Ray instance; SIGTERM mid-run stops it cleanly, and --resume finishes the rest."""
-    src = write_rows(tmp_path / "in.csv", 400)
+    # 1,200 rows in 120 shards of 10: the single actor needs seconds, so SIGTERM lands mid-run.
+    src = write_rows(tmp_path / "in.csv", 1200)
     out = tmp_path / "out"
     temp = short_temp_dir()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_TMPDIR": temp}
@@ -174,14 +175,14 @@ def test_killed_run_leaves_no_ray_process_and_resume_skips_written_shards(tiny_a
     try:
         deadline = time.time() + 240
         while not list(out.glob("part-*.parquet")) and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert list(out.glob("part-*.parquet")), proc.communicate()[0].decode()[-2000:] if proc.poll() is not None else "no shard"
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode != 0
+    assert proc.returncode != 0, "the job finished before SIGTERM"
     assert not (out / "_SUCCESS").exists()
     deadline = time.time() + 30
     while ray_processes(temp) and time.time() < deadline:
@@ -189,23 +190,23 @@ def test_killed_run_leaves_no_ray_process_and_resume_skips_written_shards(tiny_a
     assert not ray_processes(temp), ray_processes(temp)
     shutil.rmtree(temp, ignore_errors=True)
     written = {p.name for p in out.glob("part-*.parquet")}
-    assert 0 < len(written) < 13  # 400 rows in shards of 32
+    assert 0 < len(written) < 120
 
     # The resumed run through the CLI, as a user runs it: it too leaves no Ray process.
     temp = short_temp_dir()
     env["RAY_TMPDIR"] = temp
     summary = tmp_path / "resumed.json"
     done = subprocess.run([sys.executable, "-m", "onnxforge.cli", "batch", str(tiny_artifact), str(src), "--out", str(out),
-                           "--engine", "ray", "--resume", "--shard-rows", "32", "--max-length", str(MAX_LENGTH),
+                           "--engine", "ray", "--resume", "--shard-rows", "10", "--max-length", str(MAX_LENGTH),
                            "--no-progress", "--json", str(summary)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert not ray_processes(temp), ray_processes(temp)
     shutil.rmtree(temp, ignore_errors=True)
     report = json.loads(summary.read_text())
-    assert report["shards"] == 13 and report["shards_skipped"] >= len(written) - 1  # a shard may land after the scan
-    assert report["rows"]["written"] == 400 and (out / "_SUCCESS").exists()
+    assert report["shards"] == 120 and report["shards_skipped"] >= len(written) - 1  # a shard may land after the scan
+    assert report["rows"]["written"] == 1200 and (out / "_SUCCESS").exists()
     table = shard_table(out)
-    assert table.column("row").to_pylist() == list(range(1, 401))
+    assert table.column("row").to_pylist() == list(range(1, 1201))
     local_batch(tiny_artifact, src, tmp_path / "local.parquet")
     want = np.array(pq.read_table(tmp_path / "local.parquet").column("embedding").to_pylist())
     assert np.abs(np.array(table.column("embedding").to_pylist()) - want).max() <= 1e-5
