@@ -29,7 +29,9 @@ _STAGE_CLIS = (
     "onnxforge.export.cli",
     "onnxforge.optimize.cli",
     "onnxforge.validate.cli",
-    "onnxforge.serve_smoke.cli",
+    "onnxforge.smoke.cli",
+    "onnxforge.serve.cli",
+    "onnxforge.batch.cli",
     "onnxforge.bench.cli",
     "onnxforge.release.cli",
 )

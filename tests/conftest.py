@@ -133,3 +133,14 @@ def factory_env(monkeypatch):
     root = str(Path(__file__).parent.parent)
     monkeypatch.chdir(root)
     return root
+
+
+# Runtime fixtures shared by tests/runtime, smoke, serve and batch (session-scoped once here).
+from tests.runtime_helpers import (  # noqa: E402,F401
+    cls_reference,
+    minilm_reference,
+    minilm_runtime,
+    tiny_cls_artifact,
+    tiny_cls_runtime,
+    tiny_runtime,
+)

@@ -1,6 +1,6 @@
 """A real uvicorn server on a loopback port for tests, and a runtime that is slow on purpose.
 
-Shared by tests/serve_smoke and tests/hardening.
+Shared by tests/serve and tests/hardening.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def live_server(runtime, options=None):
 
     Yields ``(url, server, app)``.
     """
-    from onnxforge.serve_smoke.server import ServeOptions, bind_socket, create_app, make_server
+    from onnxforge.serve import ServeOptions, bind_socket, create_app, make_server
 
     options = options or ServeOptions(port=0)
     sock = bind_socket("127.0.0.1", 0)

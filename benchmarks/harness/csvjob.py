@@ -44,7 +44,7 @@ def default_variant(art: Path) -> str:
 
     variants = Artifact.open(art).variants
     try:
-        from onnxforge.serve_smoke.runtime import choose_variant
+        from onnxforge.runtime import choose_variant
 
         return choose_variant(variants, "cpu")
     except ImportError:
@@ -113,7 +113,7 @@ def run(art: Path, texts: list[str], *, rows: int, naive_rows: int, batch_size: 
         "variant": variant, "batch_size": batch_size,
     }
     of_out = work / f"onnxforge_out_{rows}.csv"
-    if has_command("onnxforge.serve_smoke.cli", "batch"):
+    if has_command("onnxforge.batch.cli", "batch"):
         report_path = work / "onnxforge_batch_report.json"
         cmd = ONNXFORGE + ["batch", str(art), str(csv_path), "--column", "text", "--out", str(of_out), "--format", "csv",
                            "--batch-size", str(batch_size), "--variant", variant, "--no-progress", "--json", str(report_path)]

@@ -103,7 +103,7 @@ def run(art: Path, texts: list[str], *, loads: list[tuple[int, int]], max_batch:
 
     result["components"] = components(art, texts, variant=default_variant(art), naive_max_length=naive_max_length,
                                       quick=quick)
-    if has_command("onnxforge.serve_smoke.cli", "serve"):
+    if has_command("onnxforge.serve.cli", "serve"):
         port = free_port()
         cmd = ONNXFORGE + ["serve", str(art), "--host", "127.0.0.1", "--port", str(port)]
         if max_batch:

@@ -433,7 +433,7 @@ class _Runner:
         key = _digest(name, __version__, self.keys[f"optimize.{variant}"], device, SMOKE_TIMING)
 
         def run(say):
-            from ..serve_smoke import SmokeOptions, smoke_artifact
+            from ..smoke import SmokeOptions, smoke_artifact
 
             opts = _options(SmokeOptions, variant=variant, device=device, **SMOKE_TIMING)
             report = _call(smoke_artifact, self.out, opts, progress=say)

@@ -86,7 +86,7 @@ def hard_optimized(tmp_path_factory, hard_artifact) -> Path:
 
 @pytest.fixture(scope="session")
 def hard_runtime(hard_artifact):
-    from onnxforge.serve_smoke import Runtime
+    from onnxforge.runtime import Runtime
 
     return Runtime.load(hard_artifact)
 

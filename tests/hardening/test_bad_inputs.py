@@ -519,7 +519,7 @@ def test_enospc_in_process(hard_artifact, tmp_path, cli, monkeypatch):
     """A full disk, simulated in-process (runs where no small file system can be mounted):
     the output's first write fails with ENOSPC after the temporary file was opened. The
     CLI names the output (exit 2), the previous results stay, and nothing is left."""
-    from onnxforge.serve_smoke import batch as batch_module
+    from onnxforge.batch import writer as batch_module
 
     src = tmp_path / "in.csv"
     src.write_bytes(rows(300))
@@ -530,7 +530,7 @@ def test_enospc_in_process(hard_artifact, tmp_path, cli, monkeypatch):
         assert list(tmp_path.glob(".out.jsonl.*.partial")), "the temporary file should exist by now"
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(batch_module._Writer, "write", disk_full)
+    monkeypatch.setattr(batch_module.Writer, "write", disk_full)
     code, _, err = cli("batch", hard_artifact, src, "--out", out)
     assert code == 2, err
     assert f"cannot use {out}: No space left on device" in err and "Traceback" not in err

@@ -126,7 +126,7 @@ def _assert_complete(out: Path, n: int) -> None:
 
 
 BATCH_ROWS = 10_000  # three chunks of 4096 rows: the output is half-written when the signal lands
-SLOW_MODEL = "onnxforge.serve_smoke.runtime:Runtime.run=0.005"
+SLOW_MODEL = "onnxforge.runtime.runtime:Runtime.run=0.005"
 
 
 @SIGNALS

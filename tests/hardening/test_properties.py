@@ -37,7 +37,7 @@ any_text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=
 
 @pytest.fixture(scope="module", params=["base", "optimized"])
 def runtime(request, hard_optimized):
-    from onnxforge.serve_smoke import Runtime
+    from onnxforge.runtime import Runtime
 
     return Runtime.load(hard_optimized, variant=request.param)
 
@@ -83,7 +83,8 @@ def test_batching_does_not_change_results(runtime, texts):
 def test_the_servers_batcher_answers_each_request_as_if_alone(runtime, requests):
     """The micro-batcher merges requests, regroups their texts by length and splits the
     results back: every request must get exactly its own texts' embeddings."""
-    from onnxforge.serve_smoke.server import MicroBatcher, ServeOptions, _Item
+    from onnxforge.serve.batcher import MicroBatcher, _Item
+    from onnxforge.serve.options import ServeOptions
 
     batcher = MicroBatcher(runtime, ServeOptions(max_batch=5))
     items = [_Item(texts, True, False, None) for texts in requests]

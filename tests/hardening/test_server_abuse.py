@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onnxforge.serve_smoke.server import ServeOptions
+from onnxforge.serve import ServeOptions
 
 from tests.server_helpers import SlowRuntime, live_server
 

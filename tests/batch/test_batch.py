@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from onnxforge.serve_smoke import BatchOptions, batch_file
+from onnxforge.batch import BatchOptions, batch_file
 
-from .conftest import TINY_MAX_LENGTH, assert_close_rows
+from tests.runtime_helpers import TINY_MAX_LENGTH, assert_close_rows
 
 # (id, text, note): quoted multi-line fields, quotes, commas, CRLF inside a field,
 # Unicode, empty and blank texts, a text longer than the model's maximum.
@@ -168,7 +168,7 @@ def test_missing_input_and_unknown_suffix(tiny_artifact, tmp_path, cli):
 
 def test_interrupt_leaves_no_partial_output(tiny_artifact, tiny_runtime, tmp_path, monkeypatch, cli):
     """Ctrl-C half-way: the previous output stays as it was and no temporary file remains."""
-    from onnxforge.serve_smoke import runtime as runtime_module
+    from onnxforge.runtime import runtime as runtime_module
 
     src = write_input(tmp_path / "in.csv", rows=[(str(i), f"text {i}", "") for i in range(200)])
     out = tmp_path / "out.csv"
@@ -190,14 +190,14 @@ def test_interrupt_leaves_no_partial_output(tiny_artifact, tiny_runtime, tmp_pat
 
 
 def test_writer_failure_leaves_no_partial_output(tiny_artifact, tiny_runtime, tmp_path, monkeypatch):
-    from onnxforge.serve_smoke import batch as batch_module
+    from onnxforge.batch import writer as batch_module
 
     src = write_input(tmp_path / "in.csv", rows=[(str(i), f"text {i}", "") for i in range(100)])
 
     def broken(self, chunk, keep_idx):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(batch_module._Writer, "write", broken)
+    monkeypatch.setattr(batch_module.Writer, "write", broken)
     with pytest.raises(OSError, match="No space left"):
         batch_file(tiny_artifact, src, tmp_path / "out.jsonl", BatchOptions(chunk_rows=32), runtime=tiny_runtime)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]

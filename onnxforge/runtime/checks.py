@@ -115,12 +115,12 @@ def check_special_tokens(tokenizer, spec: ModelSpec, folder: Path) -> dict[str, 
     return ids
 
 
-def check_graph_inputs(session, spec: ModelSpec) -> dict[str, str]:
+def check_graph_inputs(engine, spec: ModelSpec) -> dict[str, str]:
     """The graph takes exactly the spec's inputs, each one the tokenizer produces, as integers.
 
     Returns the numpy dtype each input is fed as (int32 graphs get cast ids).
     """
-    graph = {i.name: i.type for i in session.get_inputs()}
+    graph = dict(engine.input_types)
     unknown = [n for n in graph if n not in BERT_INPUTS]
     if unknown:
         raise UserInputError(
@@ -140,7 +140,7 @@ def check_graph_inputs(session, spec: ModelSpec) -> dict[str, str]:
                 hint="re-export the model from PyTorch with integer inputs",
             )
         dtypes[name] = INTEGER_INPUT_TYPES[onnx_type]
-    outputs = {o.name for o in session.get_outputs()}
+    outputs = set(engine.output_names)
     missing = [n for n in spec.output_names if n not in outputs]
     if missing:
         raise UserInputError(
@@ -151,7 +151,7 @@ def check_graph_inputs(session, spec: ModelSpec) -> dict[str, str]:
 
 
 def check_tokenizer_against_model(tokenizer, spec: ModelSpec, folder: Path, max_length: int | None) -> dict[str, Any]:
-    """All checks that need no session; returns what they found (for reports)."""
+    """All checks that need no engine; returns what they found (for reports)."""
     check_tokenizer_fits(tokenizer, spec, "artifact's tokenizer")
     length = resolve_max_length(folder, spec, max_length)
     special = check_special_tokens(tokenizer, spec, folder)

@@ -10,10 +10,9 @@ import pytest
 
 from onnxforge.artifact import Artifact
 from onnxforge.errors import CheckFailed, UserInputError
-from onnxforge.serve_smoke import Runtime, choose_variant
-from onnxforge.serve_smoke.runtime import length_groups
+from onnxforge.runtime import Runtime, choose_variant, length_groups
 
-from .conftest import TINY_MAX_LENGTH, assert_close_rows
+from tests.runtime_helpers import TINY_MAX_LENGTH, assert_close_rows
 
 
 @pytest.mark.parametrize(

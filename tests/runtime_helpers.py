@@ -1,4 +1,4 @@
-"""serve_smoke fixtures: runtimes, an independent PyTorch reference, and a live uvicorn server.
+"""Fixtures shared by tests/runtime, smoke, serve and batch: runtimes, an independent PyTorch reference, and a live uvicorn server.
 
 The reference for MiniLM is built without onnxforge's tokenizer path: transformers'
 tokenizer from the model folder, the PyTorch model rebuilt from the manifest, and
@@ -21,14 +21,14 @@ TINY_MAX_LENGTH = 128
 
 @pytest.fixture(scope="session")
 def minilm_runtime(minilm_artifact):
-    from onnxforge.serve_smoke import Runtime
+    from onnxforge.runtime import Runtime
 
     return Runtime.load(minilm_artifact)
 
 
 @pytest.fixture(scope="session")
 def tiny_runtime(tiny_artifact):
-    from onnxforge.serve_smoke import Runtime
+    from onnxforge.runtime import Runtime
 
     return Runtime.load(tiny_artifact, max_length=TINY_MAX_LENGTH)
 
@@ -53,7 +53,7 @@ def tiny_cls_artifact(tmp_path_factory, tiny_classifier_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_cls_runtime(tiny_cls_artifact):
-    from onnxforge.serve_smoke import Runtime
+    from onnxforge.runtime import Runtime
 
     return Runtime.load(tiny_cls_artifact)
 

@@ -15,11 +15,11 @@ import httpx
 import numpy as np
 import pytest
 
-from onnxforge.serve_smoke.server import ServeOptions
+from onnxforge.serve import ServeOptions
 
 from tests.server_helpers import SlowRuntime, live_server
 
-from .conftest import TINY_MAX_LENGTH, assert_close_rows
+from tests.runtime_helpers import TINY_MAX_LENGTH, assert_close_rows
 
 TEXTS = [
     "Debian is a free operating system.",

@@ -9,7 +9,7 @@ import pytest
 
 from onnxforge.artifact import Artifact
 
-from .conftest import TINY_MAX_LENGTH
+from tests.runtime_helpers import TINY_MAX_LENGTH
 
 QUICK = ("--batch-sizes", "1,4", "--iterations", "3")
 
@@ -125,7 +125,7 @@ def test_cuda_smoke_passes(minilm_artifact, copy_artifact, cli):
 
 
 def test_tiny_smoke_with_pytorch_passes(tiny_artifact, copy_artifact):
-    from onnxforge.serve_smoke import SmokeOptions, smoke_artifact
+    from onnxforge.smoke import SmokeOptions, smoke_artifact
 
     report = smoke_artifact(copy_artifact(tiny_artifact),
                             SmokeOptions(max_length=TINY_MAX_LENGTH, batch_sizes=(2,), iterations=2, texts=("extra",)))

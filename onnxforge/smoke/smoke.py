@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,127 +26,12 @@ import numpy as np
 
 from ..artifact import Artifact
 from ..compare import compare_arrays, per_sample_rows
-from ..errors import CheckFailed, OnnxforgeError, UserInputError
-from ..runners import DEVICES
+from ..errors import CheckFailed, OnnxforgeError
+from ..report import Check
 from ..spec import OutputSpec
-from ..textbatch import is_blank
-
-# Short, Unicode, empty: each exercises a different tokenizer path. The long text
-# (built at run time from the sample) checks truncation to the model's maximum.
-BUILTIN_SENTENCES = (
-    "Hello world.",
-    "ONNX Runtime runs the exported encoder with the tokenizer it was trained with.",
-    "Grüße aus Köln: naïve café, Œuvre, 東京, Ελληνικά, emoji 🚀.",
-    "",
-)
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Pass rule for one output on real tokens: ``|onnx - ref| <= atol + rtol * |ref|``
-    element-wise (``atol=None`` skips it), per-sample cosine >= ``min_cosine``, and for
-    ``*logits*`` outputs the share of agreeing argmax >= ``min_argmax``."""
-
-    atol: float | None
-    rtol: float
-    min_cosine: float | None
-    min_argmax: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-# Same figures as validate's defaults (docs/validate.md), measured on MiniLM vs PyTorch
-# fp32: fp32 worst element 5e-6 (fused or not); fp16 worst element 7.5e-3, worst cosine
-# 0.999998; int8 (dynamic per-channel) worst cosine 0.971, elements unbounded.
-TOLERANCES = {
-    "fp32": Tolerance(atol=1e-4, rtol=1e-4, min_cosine=0.99999, min_argmax=0.999),
-    "fp16": Tolerance(atol=5e-2, rtol=1e-2, min_cosine=0.999, min_argmax=0.99),
-    "int8": Tolerance(atol=None, rtol=0.0, min_cosine=0.95, min_argmax=0.9),
-}
-
-
-@dataclass(frozen=True)
-class SmokeOptions:
-    variant: str | None = None
-    device: str = "cpu"
-    # Extra sentences to run, beside the built-in ones.
-    texts: tuple[str, ...] = ()
-    batch_sizes: tuple[int, ...] = (1, 8, 32)
-    iterations: int = 30
-    warmup: int = 3
-    # Stop timing one batch size after this long (at least min_iterations runs).
-    max_seconds: float = 5.0
-    min_iterations: int = 5
-    # Compare with the PyTorch model rebuilt from the manifest, when it can be.
-    torch: bool = True
-    record: bool = True
-    max_length: int | None = None
-    tolerance: Tolerance | None = None
-
-    def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise UserInputError(f"--device {self.device} is not known", hint=f"choose one of {', '.join(DEVICES)}")
-        object.__setattr__(self, "texts", tuple(self.texts))
-        sizes = tuple(int(b) for b in self.batch_sizes)
-        if any(b < 1 or b > 4096 for b in sizes):
-            raise UserInputError(f"--batch-sizes {','.join(map(str, sizes))}: each must be between 1 and 4096")
-        object.__setattr__(self, "batch_sizes", sizes)
-        for name in ("iterations", "min_iterations"):
-            if int(getattr(self, name)) < 1:
-                raise UserInputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.warmup < 0 or not self.max_seconds > 0:
-            raise UserInputError("--warmup must be >= 0 and the time budget positive")
-        for i, t in enumerate(self.texts):
-            if not isinstance(t, str):
-                raise UserInputError(f"--text number {i + 1} is not a string")
-            if is_blank(t):
-                raise UserInputError(f"--text number {i + 1} is empty (only whitespace or control characters: {t[:20]!r})",
-                                     hint="pass a sentence with words in it, or leave --text out")
-
-
-@dataclass
-class SmokeReport:
-    artifact: str
-    variant: str
-    precision: str
-    requested_device: str
-    device: str
-    providers: list[str]
-    tolerance: dict[str, Any]
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    latency: list[dict[str, Any]] = field(default_factory=list)
-    pytorch: dict[str, Any] = field(default_factory=dict)
-    runtime: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.checks) and all(c["passed"] for c in self.checks)
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def failures(self) -> list[str]:
-        return [f"{c['name']}: {c.get('reason') or 'failed'}" for c in self.checks if not c["passed"]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "artifact": self.artifact,
-            "variant": self.variant,
-            "precision": self.precision,
-            "requested_device": self.requested_device,
-            "device": self.device,
-            "providers": self.providers,
-            "tolerance": self.tolerance,
-            "checks": self.checks,
-            "failures": self.failures(),
-            "pytorch": self.pytorch,
-            "latency": self.latency,
-            "runtime": self.runtime,
-            "seconds": self.seconds,
-        }
+from ..vocab import SMOKE, resolve_device, stage_key
+from .options import BUILTIN_SENTENCES, TOLERANCES, SmokeOptions, Tolerance
+from .report import SmokeReport
 
 
 # -- comparison ---------------------------------------------------------------------
@@ -184,12 +68,13 @@ def compare_output(expected: np.ndarray, actual: np.ndarray, output: OutputSpec,
     return {"passed": not reasons, "reason": "; ".join(reasons) or None, **metrics}
 
 
-def _check(name: str, passed: bool, reason: str | None = None, **detail: Any) -> dict[str, Any]:
-    return {"name": name, "passed": bool(passed), "reason": None if passed else reason, **detail}
+def _check(name: str, passed: bool, reason: str | None = None, **metrics: Any) -> Check:
+    """A check whose detail says why it failed (nothing when it passed)."""
+    return Check(name, bool(passed), "" if passed else (reason or "failed"), metrics)
 
 
 # -- the steps ----------------------------------------------------------------------
-def _golden_checks(runtime, tol: Tolerance) -> list[dict[str, Any]]:
+def _golden_checks(runtime, tol: Tolerance) -> list[Check]:
     meta = runtime.artifact.manifest.get("goldens")
     if not meta:
         return [_check("goldens", False, "the manifest records no golden outputs; re-export with a tokenizer")]
@@ -243,7 +128,7 @@ def _sentences(runtime, extra: tuple[str, ...]) -> tuple[list[str], int]:
     return texts, len(texts) - 1
 
 
-def _sentence_checks(runtime, texts: list[str], long_index: int, tol: Tolerance) -> tuple[list[dict], dict, Any]:
+def _sentence_checks(runtime, texts: list[str], long_index: int, tol: Tolerance) -> tuple[list[Check], dict, Any]:
     enc = runtime.encode_batch(texts)
     batched = runtime.run(enc.feeds)
     checks = []
@@ -274,7 +159,7 @@ def _sentence_checks(runtime, texts: list[str], long_index: int, tol: Tolerance)
     return checks, batched, enc
 
 
-def _pytorch_checks(runtime, enc, batched: dict[str, np.ndarray], tol: Tolerance) -> tuple[list[dict], dict]:
+def _pytorch_checks(runtime, enc, batched: dict[str, np.ndarray], tol: Tolerance) -> tuple[list[Check], dict]:
     """Compare with the PyTorch model the manifest names; skipped (with why) when it cannot be rebuilt."""
     from ..sources import SourceRef, load_source
 
@@ -335,7 +220,7 @@ def _record(artifact_dir: Path, report: SmokeReport) -> str | None:
     """Add the report to the manifest; re-opened so another stage's recent write is kept."""
     try:
         artifact = Artifact.open(artifact_dir)
-        artifact.record_stage(f"smoke.{report.variant}", report.to_dict())
+        artifact.record_stage(stage_key(SMOKE, report.variant), report.to_dict())
         artifact.save()
     except OSError as e:
         return f"could not record the result in {artifact_dir} ({e.strerror or e})"
@@ -344,7 +229,7 @@ def _record(artifact_dir: Path, report: SmokeReport) -> str | None:
 
 def smoke_artifact(artifact_dir: str | Path, options: SmokeOptions = SmokeOptions(), *, progress=None) -> SmokeReport:
     """Run every smoke check and the latency table; see the module docstring."""
-    from .runtime import Runtime, choose_variant, resolve_device
+    from ..runtime import Runtime, choose_variant
 
     say = progress or (lambda msg: None)
     started = time.perf_counter()
@@ -356,7 +241,7 @@ def smoke_artifact(artifact_dir: str | Path, options: SmokeOptions = SmokeOption
         # A CUDA request that ended on CPU: leave the evidence in the manifest, then fail.
         if options.record:
             art = Artifact.open(artifact_dir)
-            variant = options.variant or choose_variant(art.variants, resolve_device(options.device))
+            variant = options.variant or choose_variant(art.variants, resolve_device(options.device, strict=False))
             failed = SmokeReport(str(artifact_dir), variant, str(art.variants.get(variant, {}).get("precision", "")),
                                  options.device, "none", [], {}, checks=[_check("session", False, e.message)])
             _record(artifact_dir, failed)

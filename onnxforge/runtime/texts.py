@@ -1,0 +1,50 @@
+"""Texts before the tokenizer: checked strings, and length-sorted groups for model calls."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import UserInputError
+
+
+def length_groups(lengths: np.ndarray, max_batch: int, *, slack: float = 1.5) -> list[np.ndarray]:
+    """Split texts into ORT calls by token length, so short texts are not padded to long ones.
+
+    Indices are sorted by length and cut into runs of at most ``max_batch``; a run also
+    ends before a text that would make its padded size (count x longest) exceed
+    ``slack`` times its real tokens. Every call then wastes at most a third of its work
+    on padding (slack 1.5), and since each such cut raises the length by that factor,
+    it adds at most log_1.5(max length), about 16, calls.
+    """
+    lengths = np.asarray(lengths)
+    order = np.argsort(lengths, kind="stable")
+    groups: list[np.ndarray] = []
+    start, real = 0, 0
+    for k, index in enumerate(order):
+        length = max(int(lengths[index]), 1)
+        size = k - start
+        if size and (size >= max_batch or (size + 1) * length > slack * (real + length)):
+            groups.append(order[start:k])
+            start, real = k, 0
+        real += length
+    if len(order):
+        groups.append(order[start:])
+    return groups
+
+
+def check_texts(texts: Sequence[str] | str) -> list[str]:
+    """A list of str; lone surrogates (undecodable bytes) would break the Rust tokenizer."""
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise UserInputError(f"text {i} is {type(t).__name__}, not str")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserInputError(f"text {i} holds characters that are not valid Unicode (lone surrogates)",
+                                 hint="decode the input as UTF-8 before passing it") from None
+    return texts

@@ -1,0 +1,202 @@
+"""The micro-batcher: concurrent requests gathered into one model call on one inference thread.
+
+An asyncio queue takes requests, one batcher task collects what is waiting (up to
+``max_batch`` texts, or ``max_wait_ms`` once several clients are active) and hands the
+batch to one inference thread, so the event loop keeps accepting requests while the
+model runs, and requests that arrive during a run form the next batch. Inside a
+batch, texts are grouped by token length so short texts are not padded to the
+longest one. A full queue answers 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..runtime.pooling import l2_normalize
+from ..runtime.results import shape_results
+from ..runtime.texts import length_groups
+from .options import ServeOptions
+from .protocol import HTTPError, dumps
+
+
+@dataclass
+class _Item:
+    texts: list[str]
+    normalize: bool
+    return_tokens: bool
+    future: asyncio.Future
+
+
+_STOP = object()
+
+
+class MicroBatcher:
+    """Gathers concurrent requests into batches for one inference thread."""
+
+    def __init__(self, runtime, options: ServeOptions):
+        self.runtime = runtime
+        self.options = options
+        self.kind = runtime.kind
+        self.pending_texts = 0
+        self.requests = 0
+        self.batches = 0
+        self.batched_texts = 0
+        self.timeouts = 0
+        self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._held: _Item | None = None
+        self._last_requests = 0
+        self.accepting = False
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxforge-infer")
+        self._task = asyncio.create_task(self._run(), name="onnxforge-batcher")
+        self.accepting = True
+
+    async def stop(self) -> None:
+        """Finish every queued request, then stop the batcher and its thread."""
+        self.accepting = False
+        if self._task is not None and self._queue is not None:
+            self._queue.put_nowait(_STOP)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def submit(self, texts: list[str], normalize: bool, return_tokens: bool) -> bytes:
+        if not self.accepting or self._queue is None:
+            raise HTTPError(503, "shutting_down", "the server is not accepting requests (starting or shutting down)",
+                            {"Retry-After": str(self.options.retry_after_s)})
+        if self.pending_texts + len(texts) > self.options.max_queue_texts:
+            raise HTTPError(503, "queue_full",
+                            f"{self.pending_texts} texts are waiting for the model (limit {self.options.max_queue_texts}); retry shortly",
+                            {"Retry-After": str(self.options.retry_after_s)})
+        future = asyncio.get_running_loop().create_future()
+        self.requests += 1
+        self.pending_texts += len(texts)
+        self._queue.put_nowait(_Item(texts, normalize, return_tokens, future))
+        try:
+            # On timeout wait_for cancels the future: the batcher then skips the request.
+            return await asyncio.wait_for(future, self.options.request_timeout_s)
+        except asyncio.TimeoutError:
+            self.timeouts += 1
+            raise HTTPError(503, "timeout",
+                            f"no result within {self.options.request_timeout_s:g}s: the model is overloaded; retry shortly",
+                            {"Retry-After": str(self.options.retry_after_s)}) from None
+
+    # -- the batcher task ----------------------------------------------------------
+    async def _next(self, timeout: float | None):
+        if self._held is not None:
+            item, self._held = self._held, None
+            return item
+        if timeout is None:
+            return await self._queue.get()
+        if timeout <= 0:
+            return self._queue.get_nowait()
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
+    async def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
+        items, count, stop = [first], len(first.texts), False
+        loop = asyncio.get_running_loop()
+        # Wait for stragglers only when clients are evidently concurrent (the last batch
+        # held several requests, or more are queued): a lone client never waits.
+        concurrent = self._last_requests > 1 or not self._queue.empty()
+        deadline = loop.time() + self.options.max_wait_ms / 1e3 if concurrent else 0.0
+        while count < self.options.max_batch:
+            try:
+                item = await self._next(max(deadline - loop.time(), 0.0))
+            except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                break
+            if item is _STOP:
+                stop = True
+                break
+            if count + len(item.texts) > self.options.max_batch:
+                self._held = item
+                break
+            items.append(item)
+            count += len(item.texts)
+        return items, stop
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while True:
+            if stopping and self._held is None and self._queue.empty():
+                break
+            # Once stopping, nothing new arrives (submit refuses): take what is left without blocking.
+            first = await self._next(0.0 if stopping else None)
+            if first is _STOP:
+                stopping = True
+                continue
+            items, saw_stop = await self._gather(first)
+            stopping = stopping or saw_stop
+            self.pending_texts -= sum(len(i.texts) for i in items)
+            self._last_requests = len(items)
+            live = [i for i in items if not i.future.done()]  # clients that went away cost nothing
+            if not live:
+                continue
+            results = await loop.run_in_executor(self._executor, self._process, live)
+            for item, result in zip(live, results):
+                if item.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    item.future.set_exception(result)
+                else:
+                    item.future.set_result(result)
+
+    # -- inference (the worker thread) -------------------------------------------
+    def _process(self, items: list[_Item]) -> list[bytes | BaseException]:
+        texts = [t for item in items for t in item.texts]
+        try:
+            encodings = self.runtime.tokenize(texts)
+            lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
+            rows: list[dict[str, Any]] = [{} for _ in texts]
+            tokens = any(item.return_tokens for item in items)
+            for group in length_groups(lengths, self.options.max_batch):
+                enc = self.runtime.pad([encodings[i] for i in group])
+                outputs = self.runtime.run(enc.feeds)
+                # Unnormalized: each request chooses normalize for itself (see _payload).
+                shaped = shape_results(self.runtime.spec, enc, outputs, normalize=False, token_vectors=tokens)
+                for j, i in enumerate(group):
+                    rows[i] = shaped.row(j)
+            self.batches += 1
+            self.batched_texts += len(texts)
+        except Exception as e:  # a bug or a runtime failure: every request in the batch gets 500
+            return [e for _ in items]
+        results: list[bytes | BaseException] = []
+        start = 0
+        for item in items:
+            part = rows[start:start + len(item.texts)]
+            start += len(item.texts)
+            results.append(dumps(self._payload(item, part)))
+        return results
+
+    def _payload(self, item: _Item, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        common = {"tokens": [r["tokens"] for r in rows], "truncated": [r["truncated"] for r in rows]}
+        if self.kind == "embedding":
+            vectors = np.stack([r["embedding"] for r in rows])
+            if item.normalize:
+                vectors = l2_normalize(vectors)
+            payload = {"embeddings": np.ascontiguousarray(vectors, dtype=np.float32), "dimension": int(vectors.shape[1]),
+                       "normalized": item.normalize, **common}
+            if item.return_tokens:
+                payload["token_embeddings"] = [r.get("token_embeddings") for r in rows]
+            return payload
+        if self.kind == "classification":
+            return {
+                "predictions": [{"label": r["label"], "score": r["score"]} for r in rows],
+                "probabilities": np.stack([r["scores"] for r in rows]),
+                "logits": np.stack([r["logits"] for r in rows]),
+                "label_names": list(self.runtime.spec.labels),
+                **common,
+            }
+        return {"outputs": [r["outputs"] for r in rows], **common}
