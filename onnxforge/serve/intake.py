@@ -46,7 +46,7 @@ def validate(model: type[BaseModel], data: Any) -> BaseModel:
 def check_sizes(texts: Sequence[str], max_texts: int, max_chars: int, *, field: str = "texts") -> None:
     """413 for too many or too long texts; 422 for lone surrogates the tokenizer would choke on."""
     from ..errors import UserInputError
-    from ..serve_smoke.runtime import check_texts
+    from ..runtime.texts import check_texts
 
     if len(texts) > max_texts:
         raise RequestProblem(413, "too_many_texts",

@@ -4,9 +4,9 @@ A batch of 32 texts costs 32 x 9 tokens when they are short and 32 x 512 when on
 them is long and the rest are padded to it. text-embeddings-inference bounds each
 batch by tokens (``--max-batch-tokens``); so does this server:
 
-- ``token_groups`` cuts the texts of one gathered batch into model calls whose padded
-  size (texts x longest) never exceeds ``max_tokens``, sorted by length so short texts
-  are not padded to long ones (and a call wastes at most a third on padding);
+- ``runtime.texts.length_groups(..., max_tokens=)`` cuts the texts of one gathered batch
+  into model calls whose padded size (texts x longest) never exceeds the budget, sorted
+  by length so short texts are not padded to long ones;
 - ``BatchBudget.admits`` lets the batcher stop gathering requests once the real tokens
   waiting would fill the budget, so one long request does not gather 31 short
   neighbours that then wait for it.
@@ -19,39 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 DEFAULT_MAX_BATCH_TOKENS = 16384  # text-embeddings-inference's default
-
-
-def token_groups(lengths, max_texts: int, max_tokens: int | None = None, *, slack: float = 1.5) -> list[np.ndarray]:
-    """Indices of the texts, cut into model calls.
-
-    Sorted by length, a run ends before the text that would make it hold more than
-    ``max_texts`` texts, a padded size (count x longest) over ``max_tokens``, or a padded
-    size over ``slack`` times its real tokens. A single text longer than ``max_tokens``
-    gets a call of its own (callers make the budget at least the model's maximum length).
-    """
-    lengths = np.asarray(lengths)
-    order = np.argsort(lengths, kind="stable")
-    groups: list[np.ndarray] = []
-    start, real = 0, 0
-    for k, index in enumerate(order):
-        length = max(int(lengths[index]), 1)
-        size = k - start
-        padded = (size + 1) * length  # sorted ascending: this text is the run's longest
-        if size and (size >= max_texts or padded > slack * (real + length)
-                     or (max_tokens is not None and padded > max_tokens)):
-            groups.append(order[start:k])
-            start, real = k, 0
-        real += length
-    if len(order):
-        groups.append(order[start:])
-    return groups
 
 
 def padded_tokens(lengths) -> int:
     """What one model call over these texts costs: count x longest."""
+    import numpy as np
+
     lengths = np.asarray(lengths)
     return int(len(lengths) * max(int(lengths.max()), 1)) if len(lengths) else 0
 
@@ -67,7 +41,7 @@ class BatchBudget:
         """Whether a request of ``more_texts``/``more_tokens`` joins a batch holding ``texts``/``tokens``.
 
         An empty batch admits anything (a request larger than the budget is split into
-        several model calls by ``token_groups``, never refused here).
+        several model calls by ``length_groups``, never refused here).
         """
         if texts == 0:
             return True

@@ -19,8 +19,12 @@ def shape_embeddings(vectors: np.ndarray, *, dimensions: int | None = None, norm
     """
     vectors = np.asarray(vectors, dtype=np.float32)
     if dimensions is not None:
-        if dimensions < 1:
-            raise ValueError(f"dimensions must be at least 1, got {dimensions}")
+        if not 1 <= dimensions <= vectors.shape[1]:
+            from .schemas import RequestProblem
+
+            raise RequestProblem(422, "invalid_dimensions",
+                                 f"dimensions {dimensions} is not within 1-{vectors.shape[1]}, the model's embedding size",
+                                 param="dimensions")
         vectors = vectors[:, :dimensions]
     if normalize:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -23,7 +23,9 @@ def test_dimensions_truncate_then_renormalize():
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(out, v[:, :64] / np.linalg.norm(v[:, :64], axis=1, keepdims=True), rtol=1e-6)
     np.testing.assert_array_equal(shape_embeddings(v, normalize=False), v)
-    assert shape_embeddings(v, dimensions=1000).shape == (3, 384)  # more than there are: all of them
+    with pytest.raises(RequestProblem) as info:
+        shape_embeddings(v, dimensions=385)  # more than the model gives: said, not silently ignored
+    assert info.value.status == 422 and info.value.param == "dimensions" and "1-384" in info.value.message
 
 
 def test_base64_is_what_the_official_client_decodes():

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxforge.serve.token_budget import BatchBudget, check_budget, padded_tokens, token_groups, untruncated_tokens
+from onnxforge.runtime.texts import length_groups
+from onnxforge.serve.token_budget import BatchBudget, check_budget, padded_tokens, untruncated_tokens
 
 
 @settings(max_examples=300, deadline=None)
@@ -15,7 +16,7 @@ from onnxforge.serve.token_budget import BatchBudget, check_budget, padded_token
        extra=st.integers(0, 20_000))
 def test_a_call_is_never_over_the_token_budget(lengths, max_texts, extra):
     max_tokens = max(lengths) + extra  # the server refuses a budget below the model's maximum length
-    groups = token_groups(lengths, max_texts, max_tokens)
+    groups = length_groups(lengths, max_texts, max_tokens=max_tokens)
     seen = np.concatenate(groups)
     assert sorted(seen.tolist()) == list(range(len(lengths)))  # nothing dropped, nothing twice
     for g in groups:
@@ -25,17 +26,17 @@ def test_a_call_is_never_over_the_token_budget(lengths, max_texts, extra):
 
 def test_one_long_text_does_not_pad_its_short_neighbours():
     lengths = [500] + [12] * 31
-    groups = token_groups(lengths, 32, 16384)
+    groups = length_groups(lengths, 32, max_tokens=16384)
     assert [sorted(g.tolist()) for g in groups] == [list(range(1, 32)), [0]]
     # A tight budget splits the short ones too, and the long one still gets its own call.
-    groups = token_groups(lengths, 32, 512)
+    groups = length_groups(lengths, 32, max_tokens=512)
     assert all(padded_tokens(np.asarray(lengths)[g]) <= 512 for g in groups) and len(groups) == 2
-    groups = token_groups(lengths, 32, 120)
+    groups = length_groups(lengths, 32, max_tokens=120)
     assert [len(g) for g in groups[:-1]] == [10, 10, 10, 1] and groups[-1].tolist() == [0]
 
 
 def test_without_a_token_budget_only_the_text_count_bounds_a_call():
-    assert [len(g) for g in token_groups([8] * 70, 32)] == [32, 32, 6]
+    assert [len(g) for g in length_groups([8] * 70, 32)] == [32, 32, 6]
 
 
 def test_the_gathering_budget():
