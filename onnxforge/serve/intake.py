@@ -61,8 +61,21 @@ def check_sizes(texts: Sequence[str], max_texts: int, max_chars: int, *, field: 
         raise RequestProblem(422, "invalid_texts", e.message, param=field) from None
 
 
-def with_prompt(texts: list[str], prompt_name: str | None, prompts: dict[str, str]) -> list[str]:
-    """Texts with the model's named prompt in front (sentence-transformers' ``prompt_name``)."""
+def model_prompts(runtime) -> tuple[dict[str, str], str | None]:
+    """The model's own prompts and default prompt name, from the manifest's ``pipeline``
+    (recorded from a sentence-transformers folder's config_sentence_transformers.json)."""
+    manifest = getattr(getattr(runtime, "artifact", None), "manifest", None) or {}
+    pipeline = manifest.get("pipeline") or {}
+    prompts = {str(k): str(v) for k, v in (pipeline.get("prompts") or {}).items()}
+    default = pipeline.get("default_prompt_name")
+    return prompts, (default if default in prompts else None)
+
+
+def with_prompt(texts: list[str], prompt_name: str | None, prompts: dict[str, str],
+                default: str | None = None) -> list[str]:
+    """Texts with the model's named prompt in front (sentence-transformers' ``prompt_name``;
+    without one, the model's ``default_prompt_name`` as ``SentenceTransformer.encode`` does)."""
+    prompt_name = prompt_name if prompt_name is not None else default
     if prompt_name is None:
         return texts
     if prompt_name not in prompts:

@@ -210,3 +210,32 @@ def test_fuzzed_openai_requests_never_get_a_5xx(server):
                 assert set(body["error"]) == {"message", "type", "param", "code"} and body["error"]["message"], body
 
         check()
+
+
+def test_the_models_own_prompts(tiny_artifact, copy_artifact):
+    """Prompts recorded in the manifest's pipeline (from config_sentence_transformers.json):
+    prompt_name prepends one, the default prompt applies when none is named."""
+    import json
+
+    from onnxforge.runtime import Runtime
+
+    from tests.runtime_helpers import TINY_MAX_LENGTH
+
+    art = copy_artifact(tiny_artifact)
+    manifest = json.loads((art / "onnxforge.json").read_text())
+    manifest["pipeline"] = {"kind": "sentence-transformers", "prompts": {"query": "query: ", "passage": "passage: "},
+                            "default_prompt_name": "passage"}
+    (art / "onnxforge.json").write_text(json.dumps(manifest))
+    runtime = Runtime.load(art, max_length=TINY_MAX_LENGTH)
+    texts = ["what is debian", "a free operating system"]
+    with live_server(runtime, ServeOptions(port=0, model_name=NAME)) as (url, _, _app):
+        health = httpx.get(f"{url}/health").json()["model"]
+        assert health["prompts"] == {"query": "query: ", "passage": "passage: "} and health["default_prompt_name"] == "passage"
+        query = _embed(url, texts, prompt_name="query")
+        np.testing.assert_allclose(query["embeddings"], runtime.embed([f"query: {t}" for t in texts]), atol=1e-5)
+        default = _embed(url, texts)
+        np.testing.assert_allclose(default["embeddings"], runtime.embed([f"passage: {t}" for t in texts]), atol=1e-5)
+        openai_rows = httpx.post(f"{url}/v1/embeddings", json={"model": NAME, "input": texts}).json()["data"]
+        np.testing.assert_allclose([d["embedding"] for d in openai_rows], default["embeddings"], atol=1e-6)
+        r = httpx.post(f"{url}/embed", json={"texts": texts, "prompt_name": "nope"})
+        assert r.status_code == 422 and "query" in r.json()["error"]["message"]
