@@ -40,7 +40,7 @@ def create_app(runtime, options: ServeOptions = ServeOptions()):
     import numpy as np
 
     from . import intake, openai_api
-    from .auth import ApiKeyMiddleware
+    from .auth import ApiKeyMiddleware, HiddenKey
     from .metrics import METRICS_PATH, MetricsMiddleware, ServeMetrics, model_info
     from .schemas import (EmbedRequest, EmbedResponse, HealthResponse, PredictRequest, PredictResponse, ReadyResponse,
                           error_responses, request_body)
@@ -183,7 +183,7 @@ def create_app(runtime, options: ServeOptions = ServeOptions()):
         return Response(dumps({"ready": True}), media_type="application/json")
 
     if options.api_key:
-        app.add_middleware(ApiKeyMiddleware, api_key=options.api_key, error_body=error_body)
+        app.add_middleware(ApiKeyMiddleware, api_key=HiddenKey(options.api_key), error_body=error_body)
     # Outermost: counts every answer, 401s included.
     app.add_middleware(MetricsMiddleware, metrics=metrics, known_paths=frozenset(r.path for r in app.routes))
     return app

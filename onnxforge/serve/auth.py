@@ -50,6 +50,21 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
             f"(set --api-key or {API_KEY_ENV}, or listen on 127.0.0.1 behind a proxy)")
 
 
+class HiddenKey:
+    """The key, wrapped so that a repr (Starlette's ``Middleware`` repr, a debugger, a log of
+    the app's settings) shows ``***`` instead of it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "HiddenKey('***')"
+
+    __str__ = __repr__
+
+
 def key_matches(header: str | None, api_key: str) -> bool:
     """``Authorization: Bearer KEY`` with the right key, compared in constant time."""
     if not header:
@@ -67,9 +82,9 @@ class ApiKeyMiddleware:
     the route asked for (OpenAI's for /v1/..., the server's own elsewhere).
     """
 
-    def __init__(self, app, api_key: str, error_body: Callable[[str, int, str, str], bytes]):
+    def __init__(self, app, api_key: str | HiddenKey, error_body: Callable[[str, int, str, str], bytes]):
         self.app = app
-        self._key = api_key
+        self._key = api_key.value if isinstance(api_key, HiddenKey) else api_key
         self._error_body = error_body
 
     def __repr__(self) -> str:

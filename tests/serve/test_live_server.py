@@ -178,6 +178,7 @@ def test_api_key_401_without_200_with(tiny_runtime):
         ok = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0).embeddings.create(model=NAME, input="a")
         assert len(ok.data[0].embedding) == 64
         assert KEY not in httpx.get(f"{url}/health").text and KEY not in repr(app.state.batcher.options)
+        assert KEY not in repr(app.user_middleware) and KEY not in str(app.user_middleware)
         metrics = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
         assert KEY not in metrics and 'endpoint="/embed",status="401"' in metrics
 
