@@ -161,22 +161,39 @@ class MicroBatcher:
             live = [i for i in items if not i.future.done()]  # clients that went away cost nothing
             if not live:
                 continue
-            results = await loop.run_in_executor(self._executor, self._process, live)
+            # Each request is answered as soon as its own texts have run (see _process).
+            deliver = lambda item, result: loop.call_soon_threadsafe(self._resolve, item, result)  # noqa: E731
+            results = await loop.run_in_executor(self._executor, self._process, live, deliver)
             for item, result in zip(live, results):
-                if item.future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    item.future.set_exception(result)
-                else:
-                    item.future.set_result(result)
+                self._resolve(item, result)
+
+    @staticmethod
+    def _resolve(item: _Item, result: bytes | BaseException) -> None:
+        if item.future is None or item.future.done():
+            return
+        if isinstance(result, BaseException):
+            item.future.set_exception(result)
+        else:
+            item.future.set_result(result)
 
     # -- inference (the worker thread) -------------------------------------------
-    def _process(self, items: list[_Item]) -> list[bytes | BaseException]:
+    def _process(self, items: list[_Item], deliver=None) -> list[bytes | BaseException]:
+        """Run the batch's texts in length-sorted model calls; one result per request.
+
+        ``deliver(item, result)``, when given, is called (from this thread) as soon as a
+        request's last text has run, so short requests do not wait for the call that
+        holds a long neighbour (calls run shortest first).
+        """
         texts = [t for item in items for t in item.texts]
+        results: list[bytes | BaseException | None] = [None] * len(items)
         try:
             encodings = [e for item in items
                          for e in (item.encodings if item.encodings is not None else self.runtime.tokenize(item.texts))]
             lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
+            counts = [len(item.texts) for item in items]
+            starts = np.concatenate([[0], np.cumsum(counts)])
+            owner = np.repeat(np.arange(len(items)), counts)  # text -> its request
+            remaining = list(counts)
             rows: list[dict[str, Any]] = [{} for _ in texts]
             tokens = any(item.return_tokens for item in items)
             for group in length_groups(lengths, self.options.max_batch, max_tokens=self.options.max_batch_tokens):
@@ -188,20 +205,23 @@ class MicroBatcher:
                 shaped = shape_results(self.runtime.spec, enc, outputs, normalize=False, token_vectors=tokens)
                 for j, i in enumerate(group):
                     rows[i] = shaped.row(j)
+                    k = int(owner[i])
+                    remaining[k] -= 1
+                    if remaining[k] == 0:
+                        results[k] = self._render(items[k], rows[starts[k]:starts[k + 1]])
+                        if deliver is not None:
+                            deliver(items[k], results[k])
             self.batches += 1
             self.batched_texts += len(texts)
-        except Exception as e:  # a bug or a runtime failure: every request in the batch gets 500
-            return [e for _ in items]
-        results: list[bytes | BaseException] = []
-        start = 0
-        for item in items:
-            part = rows[start:start + len(item.texts)]
-            start += len(item.texts)
-            try:  # one request's bad option (dimensions over the model's size) is its own error
-                results.append(item.render(item, part) if item.render is not None else dumps(self._payload(item, part)))
-            except Exception as e:
-                results.append(e)
+        except Exception as e:  # a bug or a runtime failure: every request not yet answered gets 500
+            return [e if r is None else r for r in results]
         return results
+
+    def _render(self, item: _Item, rows: list[dict[str, Any]]) -> bytes | BaseException:
+        try:  # one request's bad option (dimensions over the model's size) is its own error
+            return item.render(item, rows) if item.render is not None else dumps(self._payload(item, rows))
+        except Exception as e:
+            return e
 
     def _payload(self, item: _Item, rows: list[dict[str, Any]]) -> dict[str, Any]:
         common = {"tokens": [r["tokens"] for r in rows], "truncated": [r["truncated"] for r in rows]}
