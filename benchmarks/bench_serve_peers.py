@@ -96,7 +96,19 @@ def cosines(a: list[list[float]], b: list[list[float]]) -> list[float]:
     return ((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).tolist()
 
 
-def run_loads(port: int, path: str, payloads: list[dict], loads: list[tuple[int, int]], limit_s: float) -> list[dict]:
+WARMUP = 10
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_loads(pid: int, port: int, path: str, payloads: list[dict], loads: list[tuple[int, int]],
+              limit_s: float) -> list[dict]:
+    """Each load, with the server's CPU time per request: on a CPU shared with other work,
+    requests/s says how much CPU the server got, CPU ms per request how much it needed."""
     runs = []
     for concurrency, total in loads:
         log(f"  {path}: {total} requests at concurrency {concurrency}")
@@ -107,8 +119,11 @@ def run_loads(port: int, path: str, payloads: list[dict], loads: list[tuple[int,
                 raise AssertionError(f"unexpected response: {str(body)[:200]}")
 
         try:
-            runs.append(asyncio.run(asyncio.wait_for(
-                _load("127.0.0.1", port, path, payloads, concurrency, total, 10, check), limit_s)))
+            cpu0 = cpu_seconds(pid)
+            run = asyncio.run(asyncio.wait_for(
+                _load("127.0.0.1", port, path, payloads, concurrency, total, WARMUP, check), limit_s))
+            run["server_cpu_ms_per_request"] = (cpu_seconds(pid) - cpu0) * 1e3 / (run["ok"] + WARMUP)
+            runs.append(run)
         except asyncio.TimeoutError:
             runs.append({"concurrency": concurrency, "requests": total, "error": f"not done within {limit_s:.0f}s"})
     return runs
@@ -120,10 +135,10 @@ def measure(label: str, cmd: list[str], port: int, ready: str, endpoints: dict[s
     os.environ.update(extra_env or {})
     result: dict[str, Any] = {"command": " ".join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))}
     try:
-        with server(cmd, port, ready, log=work / f"{label.split()[0]}.log", boot_timeout=300) as (_, boot_s):
+        with server(cmd, port, ready, log=work / f"{label.split()[0]}.log", boot_timeout=300) as (proc, boot_s):
             result["boot_s"] = round(boot_s, 2)
             result["probe_vectors"] = vectors_of(post_json(f"http://127.0.0.1:{port}{probe[0]}", probe[1]))
-            result["endpoints"] = {path: run_loads(port, path, payloads, loads, limit_s)
+            result["endpoints"] = {path: run_loads(proc.pid, port, path, payloads, loads, limit_s)
                                    for path, payloads in endpoints.items()}
     except (RuntimeError, AssertionError, OSError) as e:
         log(f"{label} failed: {e}")
@@ -220,21 +235,24 @@ def report(results: dict[str, Any]) -> None:
             for run in runs:
                 rows.append((name, path, run, cos))
     print(f"\nmachine: {results['machine']}")
-    print(f"{'server':22} {'endpoint':15} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'min cos':>8}")
+    print(f"{'server':22} {'endpoint':15} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+          f"{'CPU ms/req':>10} {'min cos':>8}")
     for name, path, run, cos in rows:
         if "error" in run:
             print(f"{name:22} {path:15} {run['concurrency']:>4} {run['error']}")
             continue
         print(f"{name:22} {path:15} {run['concurrency']:>4} {run['requests_per_s']:8.1f} {run['p50_ms']:8.1f} "
-              f"{run['p99_ms']:8.1f} {run['errors']:>6} {cos:8.5f}")
+              f"{run['p99_ms']:8.1f} {run['errors']:>6} {run['server_cpu_ms_per_request']:10.1f} {cos:8.5f}")
     ours = {run["concurrency"]: run for n, p, run, _ in rows if n == "onnxforge" and p == "/v1/embeddings" and "error" not in run}
     peer = {run["concurrency"]: run for n, p, run, _ in rows if n.startswith("infinity") and "error" not in run}
     ratios = {}
     for c in sorted(set(ours) & set(peer)):
         ratios[c] = {"throughput_x": ours[c]["requests_per_s"] / peer[c]["requests_per_s"],
-                     "p99_fraction": ours[c]["p99_ms"] / peer[c]["p99_ms"]}
+                     "p99_fraction": ours[c]["p99_ms"] / peer[c]["p99_ms"],
+                     "cpu_per_request_fraction": ours[c]["server_cpu_ms_per_request"] / peer[c]["server_cpu_ms_per_request"]}
         print(f"concurrency {c}: onnxforge /v1/embeddings {ratios[c]['throughput_x']:.2f}x infinity-emb's requests/s, "
-              f"p99 {ratios[c]['p99_fraction']:.2f} of infinity-emb's")
+              f"p99 {ratios[c]['p99_fraction']:.2f} of infinity-emb's, "
+              f"CPU per request {ratios[c]['cpu_per_request_fraction']:.2f} of infinity-emb's")
     results["ratios_vs_infinity"] = ratios
     for r in servers.values():
         r.pop("probe_vectors", None)  # compared above; the vectors themselves would only bloat the file
