@@ -25,7 +25,7 @@ app = typer.Typer(
 
 # Pipeline order: this is also the order `onnxforge --help` lists them in.
 _STAGE_CLIS = (
-    "onnxforge.pipeline_cli",
+    "onnxforge.build.cli",
     "onnxforge.export.cli",
     "onnxforge.optimize.cli",
     "onnxforge.validate.cli",

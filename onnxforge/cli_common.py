@@ -9,7 +9,6 @@ import errno
 import functools
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
@@ -24,24 +23,6 @@ Force = Annotated[bool, typer.Option("--force", help="Replace existing output.")
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda or auto (cuda when ONNX Runtime can use it).")]
 Variant = Annotated[str | None, typer.Option("--variant", help="Model variant to use (base, optimized, fp16, int8...).")]
 JsonOut = Annotated[Path | None, typer.Option("--json", help="Write the report as JSON to this path.")]
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.", envvar="ONNXFORGE_DEBUG")]
-
-# A model source as typed on the command line, shared by export and build.
-ModelArg = Annotated[
-    str | None,
-    typer.Argument(
-        help="Hugging Face model folder, package.module:function returning an nn.Module, "
-        "or nothing for the built-in MiniLM-L6.",
-        show_default=False,
-    ),
-]
-Task = Annotated[str | None, typer.Option("--task", help="feature-extraction, sequence-classification, token-classification, question-answering (default: from config.json).")]
-Weights = Annotated[Path | None, typer.Option("--weights", help="state_dict file for a module:function model.")]
-TokenizerPath = Annotated[Path | None, typer.Option("--tokenizer", help="tokenizer.json or a folder holding it.")]
-AppDir = Annotated[Path | None, typer.Option("--app-dir", help="Folder to import a module:function model from (default: the working directory).")]
-NumHeads = Annotated[int | None, typer.Option("--num-heads", help="Attention heads, when the model has no transformers config.")]
-HiddenSize = Annotated[int | None, typer.Option("--hidden-size", help="Hidden size, when the model has no transformers config.")]
-NumLayers = Annotated[int | None, typer.Option("--num-layers", help="Encoder layers, when the model has no transformers config.")]
 
 console_err = None
 console_out = None
@@ -186,12 +167,3 @@ def parse_overrides(values: list[str] | None, flag: str) -> dict[str, float]:
         except ValueError:
             raise UserInputError(f"{flag} {item!r} is not NAME=NUMBER or NUMBER") from None
     return parsed
-
-
-def exit_with(passed: bool) -> None:
-    if not passed:
-        raise typer.Exit(1)
-
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()

@@ -23,6 +23,9 @@ class Check:
     # A soft check is reported but does not fail the stage unless the caller asks
     # (e.g. "fully fused", which ``--strict`` makes fatal).
     required: bool = True
+    # What the check is about, for the stage's own reports: validate's output and shape
+    # group, verify's kind and target, the tolerance it was judged with. Not a metric.
+    about: dict[str, Any] = field(default_factory=dict)
 
     def message(self) -> str:
         return f"{self.name}: {self.detail}" if self.detail else self.name
@@ -33,6 +36,8 @@ class Check:
             out["metrics"] = self.metrics
         if not self.required:
             out["required"] = False
+        if self.about:
+            out["about"] = self.about
         return out
 
     @classmethod
@@ -44,6 +49,7 @@ class Check:
             detail=str(d.get("detail") or d.get("reason") or d.get("message") or ""),
             metrics=dict(d.get("metrics") or {}),
             required=bool(d.get("required", True)),
+            about=dict(d.get("about") or {}),
         )
 
 

@@ -7,10 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..cli_common import (
-    AppDir, Force, HiddenSize, JsonOut, ModelArg, NumHeads, NumLayers, OutDir, Task, TokenizerPath, Weights,
-    err_console, handle_errors, out_console, print_json_maybe,
-)
+from ..cli_common import Force, JsonOut, OutDir, err_console, handle_errors, out_console, print_json_maybe
+from ..sources.cli_options import AppDir, HiddenSize, ModelArg, NumHeads, NumLayers, Task, TokenizerPath, Weights
 
 Exporter = Annotated[str, typer.Option("--exporter", help="torchscript (default: fully fused by ORT's optimizer) or dynamo.")]
 Opset = Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: 17 for torchscript, 18 for dynamo).")]
@@ -18,21 +16,6 @@ ExternalThreshold = Annotated[
     int | None,
     typer.Option("--external-data-threshold", help="Store weights in model.onnx.data above this many bytes (default: ~2 GB, the protobuf limit).", hidden=False),
 ]
-
-
-def source_from_cli(model, task, weights, tokenizer, app_dir, num_heads, hidden_size, num_layers):
-    from ..sources import resolve_source
-
-    return resolve_source(
-        model,
-        task=task,
-        weights=str(weights) if weights else None,
-        tokenizer=str(tokenizer) if tokenizer else None,
-        app_dir=str(app_dir) if app_dir else None,
-        num_heads=num_heads,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-    )
 
 
 @handle_errors
@@ -53,8 +36,10 @@ def export_command(
 ) -> None:
     """Export a PyTorch BERT to ONNX with its tokenizer and a manifest, then check it at a new shape."""
     from ..export import ExportOptions, export_model
+    from ..sources import SourceArgs
 
-    source = source_from_cli(model, task, weights, tokenizer, app_dir, num_heads, hidden_size, num_layers)
+    source = SourceArgs(model=model, task=task, weights=weights, tokenizer=tokenizer, app_dir=app_dir,
+                        num_heads=num_heads, hidden_size=hidden_size, num_layers=num_layers).resolve()
     kwargs = {} if external_data_threshold is None else {"external_data_threshold": external_data_threshold}
     options = ExportOptions(exporter=exporter, opset=opset, force=force, **kwargs)
     console = err_console()
@@ -68,9 +53,10 @@ def export_command(
         markup=True,
     )
     for name, d in check["outputs"].items():
-        out_console().print(f"  {name}: max abs {d['max_abs']:.2e} (atol {check['atol']:g})")
+        worst = "not finite" if d.get("max_abs") is None else f"{d['max_abs']:.2e}"
+        out_console().print(f"  {name}: max abs {worst} (atol {check['atol']:g})")
     if not report:
-        err_console().print(f"[bold red]check failed:[/] {check.get('error') or '; '.join(report.failures())}", markup=True)
+        err_console().print(f"[bold red]check failed:[/] {'; '.join(report.failures())}", markup=True)
         err_console().print("  the graph does not compute what PyTorch computes at a shape other than the trace shape")
         raise typer.Exit(1)
 

@@ -17,17 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import __version__
-from ..artifact import BASE_MODEL_NAME, GOLDENS_NAME, MANIFEST_SCHEMA, Artifact, refuse_inputs_inside, staged_directory
-from ..compare import compare_arrays
+from ..artifact import BASE_MODEL_NAME, MANIFEST_SCHEMA, Artifact, refuse_inputs_inside, staged_directory
+from ..parity.judge import judge_output, public
+from ..parity.tolerance import resolve_tolerance
 from ..env import versions
 from ..errors import UserInputError
 from ..inputs import random_inputs
 from ..runners import make_session, run_session, run_torch
 from ..sources import LoadedModel, SourceRef, load_source
 from ..spec import ModelSpec
+from ..vocab import short_error
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
@@ -65,6 +65,8 @@ class ExportOptions:
 
 @dataclass
 class ExportReport:
+    """The export's shape check; honours ``report.StageReport`` (truthy when it passed)."""
+
     out: Path
     passed: bool
     check: dict[str, Any] = field(default_factory=dict)
@@ -74,11 +76,20 @@ class ExportReport:
         return self.passed
 
     def failures(self) -> list[str]:
-        return [
-            f"{name}: max abs {d['max_abs']:.3g} > {self.check['atol']:g}"
-            for name, d in self.check.get("outputs", {}).items()
-            if not d["passed"]
-        ]
+        found = [f"{name}: {'; '.join(d.get('reasons') or ['failed'])}"
+                 for name, d in self.check.get("outputs", {}).items() if not d["passed"]]
+        error = self.check.get("error")
+        return ([error] if error else []) + ([] if error and not found else found)
+
+    def summary(self) -> str:
+        if not self.passed:
+            return next(iter(self.failures()), "the export check failed")
+        worst = max((d.get("max_abs") or 0.0 for d in self.check.get("outputs", {}).values()), default=0.0)
+        return f"parity at batch {self.check.get('batch')} x {self.check.get('sequence')}: max abs {worst:.2g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "out": str(self.out), "check": self.check, "seconds": self.seconds,
+                "failures": self.failures()}
 
 
 @contextlib.contextmanager
@@ -188,7 +199,7 @@ def _check_graph(path: Path, spec: ModelSpec) -> dict[str, Any]:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as e:
-        raise UserInputError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0][:300]}") from None
+        raise UserInputError(f"the exported graph fails onnx.checker: {short_error(e, 300)}") from None
     model = onnx.load(str(path), load_external_data=False)
     baked = []
     dims = {}
@@ -215,7 +226,7 @@ def shape_check(path: Path, loaded: LoadedModel, options: ExportOptions) -> dict
     try:
         actual = run_session(session, spec, feeds)
     except Exception as e:  # a graph that cannot run at this shape baked one in
-        error = f"ONNX Runtime failed at batch {batch}, sequence {seq}: {str(e).splitlines()[0][:300]}"
+        error = f"ONNX Runtime failed at batch {batch}, sequence {seq}: {short_error(e, 300)}"
         actual = None
     mask = feeds.get("attention_mask")
     for out in spec.outputs:
@@ -227,8 +238,10 @@ def shape_check(path: Path, loaded: LoadedModel, options: ExportOptions) -> dict
                                  "shape": [list(actual[out.name].shape), list(expected[out.name].shape)]}
             error = error or f"{out.name} has shape {actual[out.name].shape}, PyTorch gives {expected[out.name].shape}"
             continue
-        diff = compare_arrays(expected[out.name], actual[out.name], out, mask)
-        outputs[out.name] = {"passed": diff.max_abs <= options.check_atol, **diff.to_dict()}
+        # fp32 parity, with the export's own atol (ExportOptions.check_atol) over the default's.
+        tol = resolve_tolerance(out.name, "fp32", {"atol": {"*": options.check_atol}})
+        verdict = judge_output(out, [(expected[out.name], actual[out.name], mask)], tol)
+        outputs[out.name] = {"passed": verdict.passed, **public(verdict.metrics), "reasons": verdict.reasons}
     return {
         "batch": batch,
         "sequence": seq,
@@ -252,10 +265,10 @@ def write_goldens(stage: Path, loaded: LoadedModel) -> dict[str, Any] | None:
     tokenizer = load_tokenizer(stage)
     texts = sample_texts(GOLDEN_TEXT_COUNT)
     feeds = encode_texts(tokenizer, texts, loaded.spec)
+    from ..parity.goldens import write_goldens as write
+
     outputs = run_torch(loaded.module, loaded.spec, feeds)
-    arrays = {f"input.{k}": v for k, v in feeds.items()} | {f"output.{k}": v for k, v in outputs.items()}
-    np.savez(stage / GOLDENS_NAME, **arrays)
-    return {"file": GOLDENS_NAME, "texts": texts, "reference": "pytorch-fp32"}
+    return write(stage, texts, feeds, outputs)
 
 
 def _copy_support_files(stage: Path, loaded: LoadedModel) -> list[str]:

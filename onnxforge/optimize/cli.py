@@ -83,15 +83,14 @@ def optimize_command(
         report = optimize_artifact(artifact, options, progress=lambda m: status.update(m))
     _render(report, out_console())
     print_json_maybe(json_path, report.to_dict())
-    failed_checks = [c for c in report.checks if not c["passed"]]
     if not report.fully_fused:
         label = "check failed" if strict else "warning"
         err_console().print(f"[bold {'red' if strict else 'yellow'}]{label}:[/] {artifact} is NOT fully fused: "
                             + "; ".join(_missing(report.fusion)), markup=True)
+    failed_checks = [c for c in report.parity_checks if not c.passed]
     if failed_checks:
-        err_console().print("[bold red]check failed:[/] " + "; ".join(f"{c['name']}: {c['why']}" for c in failed_checks),
-                            markup=True)
-    if failed_checks or (strict and not report.fully_fused):
+        err_console().print("[bold red]check failed:[/] " + "; ".join(c.message() for c in failed_checks), markup=True)
+    if not report:
         raise typer.Exit(1)
 
 

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
+from ..report import Check, ChecksReport
+from ..vocab import CONCRETE_DEVICES as DEVICES
+from ..vocab import VARIANT_FOR_PRECISION
 
+# The precisions optimize builds today (vocab.PRECISIONS also names bf16, which no
+# optimize route produces yet).
 PRECISIONS = ("fp32", "fp16", "int8")
-DEVICES = ("cpu", "cuda")
-VARIANT_FOR_PRECISION = {"fp32": "optimized", "fp16": "fp16", "int8": "int8"}
 # The device each precision is built for; the other one is allowed with a note.
 TARGET_DEVICE = {"fp16": "cuda", "int8": "cpu"}
 OUTLIER_METHODS = ("smooth", "split", "none")
@@ -79,15 +82,36 @@ class OptimizeOptions:
         return TARGET_DEVICE.get(self.precision, self.device)
 
 
+FUSION_CHECK = "fully fused"
+
+
+def fusion_check(fusion: dict[str, Any], strict: bool) -> Check:
+    """"Fully fused" as a check of its own: every required fusion reached its expected
+    count. Required (fatal) only under ``--strict``; otherwise a loud warning."""
+    missing = {op: f"{fusion['achieved'][op]}/{fusion['expected'][op]} fused ({why})"
+               for op, why in fusion.get("missing", {}).items() if op in fusion.get("required", ())}
+    passed = bool(fusion.get("fully_fused"))
+    detail = "; ".join(f"{op} {line}" for op, line in missing.items())
+    return Check(FUSION_CHECK, passed, detail, metrics={"missing": missing}, required=strict)
+
+
+def check_dict(c: Check) -> dict[str, Any]:
+    """A parity check as optimize's JSON (``--json``, the manifest) has always written it."""
+    return {"name": c.name, "reference": c.about.get("reference"), "passed": c.passed, "why": c.detail or None,
+            "outputs": c.metrics.get("outputs", {})}
+
+
 @dataclass
-class OptimizeReport:
-    """The result of one ``optimize`` run; truthy when fully fused and every check passed."""
+class OptimizeReport(ChecksReport):
+    """The result of one ``optimize`` run; truthy exactly when ``passed``: every parity
+    check passed, and under ``--strict`` the graph is also fully fused."""
 
     artifact: Path
     options: OptimizeOptions
     file: str
     fusion: dict[str, Any] = field(default_factory=dict)
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    # The "fully fused" check first, then the parity checks.
+    checks: list[Check] = field(default_factory=list)
     fp16: dict[str, Any] | None = None
     int8: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -100,28 +124,38 @@ class OptimizeReport:
         return bool(self.fusion.get("fully_fused"))
 
     @property
-    def checks_passed(self) -> bool:
-        return all(c["passed"] for c in self.checks)
+    def parity_checks(self) -> list[Check]:
+        return [c for c in self.checks if c.name != FUSION_CHECK]
 
     @property
-    def passed(self) -> bool:
-        """What the manifest records: the variant is usable (checks passed, and under
-        --strict also fully fused)."""
-        return self.checks_passed and (self.fully_fused or not self.options.strict)
+    def checks_passed(self) -> bool:
+        return all(c.passed for c in self.parity_checks)
 
-    def __bool__(self) -> bool:
-        return self.fully_fused and self.checks_passed
+    def _messages(self, required: bool) -> list[str]:
+        out = []
+        for c in self.checks:
+            if c.passed or c.required != required:
+                continue
+            if c.name == FUSION_CHECK:
+                out += [f"{op}: {line}" for op, line in c.metrics.get("missing", {}).items()] or [c.message()]
+            else:
+                out.append(c.message())
+        return out
 
     def failures(self) -> list[str]:
-        out = []
-        for op, why in self.fusion.get("missing", {}).items():
-            if op in self.fusion.get("required", ()):
-                exp, got = self.fusion["expected"][op], self.fusion["achieved"][op]
-                out.append(f"{op}: {got}/{exp} fused ({why})")
-        for c in self.checks:
-            if not c["passed"]:
-                out.append(f"{c['name']}: {c['why']}")
-        return out
+        return self._messages(required=True)
+
+    def warnings(self) -> list[str]:
+        return self._messages(required=False)
+
+    def summary(self) -> str:
+        if not self.passed:
+            fails = self.failures()
+            return (fails[0] if fails else "optimize failed") + (f" (+{len(fails) - 1} more)" if len(fails) > 1 else "")
+        fused = self.fusion.get("fused_ops") or {}
+        line = ", ".join(f"{n} {op}" for op, n in fused.items()) if fused else "no fused ops"
+        warned = self.warnings()
+        return line if not warned else f"not fully fused ({warned[0]}" + (f" (+{len(warned) - 1} more)" if len(warned) > 1 else "") + f"); {line}"
 
     def to_dict(self) -> dict[str, Any]:
         o = self.options
@@ -138,11 +172,12 @@ class OptimizeReport:
             "from": "base",
             "fused_ops": dict(self.fusion.get("fused_ops", {})),
             "fusion": self.fusion,
-            "checks": self.checks,
+            "checks": [check_dict(c) for c in self.parity_checks],
             "fp16": self.fp16,
             "int8": self.int8,
             "notes": list(self.notes),
             "failures": self.failures(),
+            "warnings": self.warnings(),
             "sizes": dict(self.sizes),
             "seconds": self.seconds,
             "tools": self.tool_versions,

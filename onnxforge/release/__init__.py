@@ -1,22 +1,16 @@
-"""Release stage: reproducible packages, their verification, and the `build` pipeline.
+"""Release stage: reproducible packages and their verification (`build` is onnxforge.build).
 
 API: ``package_artifact(dir, out, PackageOptions(...)) -> PackageReport``,
-``verify_path(archive_or_dir, VerifyOptions(...)) -> VerifyReport``,
-``build(BuildOptions(...)) -> BuildReport``. Names are loaded lazily so that importing
-``onnxforge.release.cli`` (for --help) stays light.
+``verify_path(archive_or_dir, VerifyOptions(...)) -> VerifyReport``. Names are loaded
+lazily so that importing ``onnxforge.release.cli`` (for --help) stays light.
 """
 
 __all__ = [
-    "BuildOptions", "BuildReport", "build", "load_config",
     "PackageOptions", "PackageReport", "package_artifact",
     "VerifyOptions", "VerifyReport", "verify_path",
 ]
 
 _HOMES = {
-    "BuildOptions": "pipeline",
-    "BuildReport": "pipeline",
-    "build": "pipeline",
-    "load_config": "config",
     "PackageOptions": "package",
     "PackageReport": "package",
     "package_artifact": "package",

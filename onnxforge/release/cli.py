@@ -43,7 +43,7 @@ def package_command(
     for note in report.notes:
         err_console().print(f"note: {note}")
     if not report:
-        for failure in report.failures:
+        for failure in report.failures():
             err_console().print(f"[bold red]check failed:[/] {failure}", markup=True)
         err_console().print(f"  nothing was written; {artifact}/onnxforge.json records why (stages.package)")
         raise typer.Exit(1)
@@ -57,15 +57,18 @@ def package_command(
 def render_verify(report, console) -> None:
     from rich.table import Table
 
+    from .verify import check_dict
+
     table = Table(title=f"verify {report.path} ({report.kind})", title_justify="left")
     for col in ("check", "target", "status", "detail"):
         table.add_column(col, overflow="fold")
-    styles = {True: "[green]passed[/]", False: "[bold red]FAILED[/]", None: "[yellow]skipped[/]"}
-    shown = [c for c in report.checks if c.passed is not True or c.kind != "file"]
-    for c in shown:
-        table.add_row(c.kind, c.target, styles[c.passed], c.detail)
+    styles = {"passed": "[green]passed[/]", "failed": "[bold red]FAILED[/]", "skipped": "[yellow]skipped[/]"}
+    rows = [check_dict(c) for c in report.checks]
+    shown = [r for r in rows if r["status"] != "passed" or r["kind"] != "file"]
+    for r in shown:
+        table.add_row(r["kind"], r["target"], styles[r["status"]], r["detail"])
     console.print(table)
-    hidden = sum(1 for c in report.checks if c.passed is True and c.kind == "file")
+    hidden = sum(1 for r in rows if r["status"] == "passed" and r["kind"] == "file")
     if hidden:
         console.print(f"  and {hidden} files whose sha256 and size match the manifest")
 

@@ -1,39 +1,37 @@
 """Golden texts: re-run the recorded texts through the tokenizer and a model variant.
 
-``goldens.npz`` (written by export) holds the tokenized inputs and PyTorch's fp32
-outputs for a few real texts. Package measures every variant against them before
-writing an archive, and verify repeats the measurement after unpacking, with the
-tolerance validate used for that variant (or validate's default for its precision).
+``goldens.npz`` (written by export, read by ``onnxforge.parity.goldens``) holds the
+tokenized inputs and PyTorch's fp32 outputs for a few real texts. Package measures
+every variant against them before writing an archive, and verify repeats the
+measurement after unpacking, with the tolerance validate used for that variant (or the
+parity table's default for its precision).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..artifact import GOLDENS_NAME
-from ..compare import compare_arrays, per_sample_rows
+from ..parity.goldens import GoldensUnreadable, goldens_path, read_goldens
+from ..parity.judge import judge_output
+from ..parity.tolerance import Tolerance, default_tolerance
+from ..report import Check, ChecksReport
 from ..spec import ModelSpec
+from ..vocab import short_error, stage_key
 
 
-def default_tolerance(precision: str) -> dict[str, Any]:
-    from ..validate.options import DEFAULT_TOLERANCES
-
-    tol = DEFAULT_TOLERANCES.get(precision) or DEFAULT_TOLERANCES["fp32"]
-    return tol.to_dict()
-
-
-def variant_tolerances(manifest: dict[str, Any], variant: str) -> tuple[dict[str, dict[str, Any]], str]:
+def variant_tolerances(manifest: dict[str, Any], variant: str) -> tuple[dict[str, Tolerance], str]:
     """Per-output tolerance for a variant and where it came from."""
     spec = ModelSpec.from_dict(manifest["spec"])
     precision = manifest["variants"][variant].get("precision", "fp32")
-    recorded = (manifest.get("stages", {}).get(f"validate.{variant}") or {}).get("tolerances") or {}
-    tolerances, origin = {}, f"validate.{variant}" if recorded else f"default for {precision}"
-    for name in spec.output_names:
-        tolerances[name] = dict(recorded.get(name) or default_tolerance(precision))
+    recorded = (manifest.get("stages", {}).get(stage_key("validate", variant)) or {}).get("tolerances") or {}
+    origin = stage_key("validate", variant) if recorded else f"default for {precision}"
+    tolerances = {name: Tolerance.from_dict(recorded[name]) if recorded.get(name) else default_tolerance(precision)
+                  for name in spec.output_names}
     return tolerances, origin
 
 
@@ -42,80 +40,123 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(f"{x:.6g}")
 
 
-def judge(expected: np.ndarray, actual: np.ndarray, output, mask, tol: dict[str, Any]) -> dict[str, Any]:
-    """Validate's rule on real tokens: |a - e| <= atol + rtol*|e|, cosine, argmax."""
-    diff = compare_arrays(expected, actual, output, mask)
-    e = np.concatenate(per_sample_rows(expected, output, mask))
-    a = np.concatenate(per_sample_rows(actual, output, mask))
-    rtol = float(tol.get("rtol") or 0.0)
-    finite = bool(np.isfinite(a).all())
-    needed = float((np.abs(e - a) - rtol * np.abs(e)).max()) if finite and e.size else (0.0 if finite else math.inf)
-    reasons = []
-    if not finite:
-        reasons.append("NaN or inf in the output")
-    if tol.get("atol") is not None and not needed <= tol["atol"]:
-        reasons.append(f"max abs {diff.max_abs:.3g} needs atol {needed:.3g} > {tol['atol']:g}")
-    if tol.get("min_cosine") is not None and not diff.min_cosine >= tol["min_cosine"]:
-        reasons.append(f"min cosine {diff.min_cosine:.6f} < {tol['min_cosine']:g}")
-    if tol.get("min_argmax") is not None and diff.argmax_agreement is not None and not diff.argmax_agreement >= tol["min_argmax"]:
-        reasons.append(f"argmax agreement {diff.argmax_agreement:.3f} < {tol['min_argmax']:g}")
+def judge(expected: np.ndarray, actual: np.ndarray, output, mask, tol: Tolerance) -> dict[str, Any]:
+    """The parity judge on one output, as the package manifest records it."""
+    verdict = judge_output(output, [(expected, actual, mask)], tol)
+    m = verdict.metrics
     return {
-        "passed": not reasons,
-        "max_abs": _finite(diff.max_abs),
-        "atol_needed": _finite(max(needed, 0.0)),
-        "min_cosine": _finite(diff.min_cosine),
-        "argmax_agreement": _finite(diff.argmax_agreement),
-        "tolerance": tol,
-        "reasons": reasons,
+        "passed": verdict.passed,
+        "max_abs": _finite(m["max_abs"]),
+        "atol_needed": _finite(m["atol_needed"]),
+        "min_cosine": _finite(m["min_cosine"]),
+        "argmax_agreement": _finite(m["argmax_agreement"]),
+        "tolerance": tol.to_dict(),
+        "reasons": list(verdict.reasons),
     }
 
 
-def check_goldens(folder: Path, manifest: dict[str, Any], variant: str, device: str) -> dict[str, Any]:
+@dataclass
+class GoldensReport(ChecksReport):
+    """One variant against the golden texts; honours ``report.StageReport``.
+
+    A report with ``skipped`` set (the artifact has no goldens) passes: nothing to compare.
+    ``to_dict()`` is the record package and verify have always stored.
+    """
+
+    variant: str
+    checks: list[Check] = field(default_factory=list)
+    texts: int = 0
+    tolerance_from: str | None = None
+    provider: str | None = None
+    skipped: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.skipped is not None or ChecksReport.passed.fget(self)
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.skipped else ("passed" if self.passed else "failed")
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"skipped: {self.skipped}"
+        if not self.passed:
+            fails = self.failures()
+            return (fails[0] if fails else "failed") + (f" (+{len(fails) - 1} more)" if len(fails) > 1 else "")
+        worst = ", ".join(f"{c.about['output']} max abs {c.metrics['max_abs']:.2g}, min cosine {c.metrics['min_cosine']:.6f}"
+                          for c in self.checks if c.about.get("output") and c.metrics.get("max_abs") is not None)
+        return f"{self.texts} texts within {self.tolerance_from} tolerance ({worst})"
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.skipped:
+            return {"status": "skipped", "reason": self.skipped}
+        out: dict[str, Any] = {}
+        if self.tolerance_from is not None:
+            out = {"texts": self.texts, "tolerance_from": self.tolerance_from,
+                   "outputs": {c.about["output"]: c.metrics for c in self.checks if c.about.get("output")}}
+        tokenizer = next((c for c in self.checks if c.about.get("kind") == "tokenizer"), None)
+        if tokenizer is not None:
+            out["tokenizer"] = {"passed": tokenizer.passed}
+        if self.provider is not None:
+            out["provider"] = self.provider
+        return out | {"status": self.status, "failures": self.failures()}
+
+
+def _problem(kind: str, text: str) -> Check:
+    """A failed check whose message is exactly ``text`` (the wording the records have always had)."""
+    return Check(text, False, about={"kind": kind})
+
+
+def check_goldens(folder: Path, manifest: dict[str, Any], variant: str, device: str) -> GoldensReport:
     """Tokenize the golden texts, run ``variant`` on ``device``, compare with PyTorch.
 
-    Returns ``{"status": "passed"|"failed"|"skipped", ...}`` with per-output metrics;
-    never raises for a model that fails to load or run (that is a failed check).
+    Never raises for a model that fails to load or run (that is a failed check).
     """
     from ..runners import make_session, run_session
 
-    goldens = manifest.get("goldens") or {}
-    path = Path(folder) / (goldens.get("file") or GOLDENS_NAME)
-    if not goldens or not path.is_file():
-        return {"status": "skipped", "reason": "the artifact has no golden texts (no tokenizer at export)"}
+    entry_goldens = manifest.get("goldens") or {}
+    if not entry_goldens or not goldens_path(Path(folder), entry_goldens).is_file():
+        return GoldensReport(variant, skipped="the artifact has no golden texts (no tokenizer at export)")
+    try:
+        goldens = read_goldens(Path(folder), entry_goldens)
+    except GoldensUnreadable as e:
+        return GoldensReport(variant, checks=[_problem("goldens", str(e))])
     spec = ModelSpec.from_dict(manifest["spec"])
     entry = manifest["variants"][variant]
     tolerances, origin = variant_tolerances(manifest, variant)
-    result: dict[str, Any] = {"texts": len(goldens.get("texts", [])), "tolerance_from": origin, "outputs": {}}
-    with np.load(path) as data:
-        stored = {k: data[k] for k in data.files}
-    feeds = {n: stored[f"input.{n}"] for n in spec.input_names if f"input.{n}" in stored}
-    problems = []
-    if (Path(folder) / "tokenizer.json").is_file() and goldens.get("texts"):
+    report = GoldensReport(variant, texts=len(goldens.texts), tolerance_from=origin)
+    feeds = {n: goldens.inputs[n] for n in spec.input_names if n in goldens.inputs}
+    if (Path(folder) / "tokenizer.json").is_file() and goldens.texts:
         from ..textbatch import encode_texts
         from ..tokenizer import load_tokenizer
 
-        encoded = encode_texts(load_tokenizer(folder), list(goldens["texts"]), spec)
+        encoded = encode_texts(load_tokenizer(folder), goldens.texts, spec)
         same = all(k in feeds and encoded[k].shape == feeds[k].shape and np.array_equal(encoded[k], feeds[k]) for k in encoded)
-        result["tokenizer"] = {"passed": same}
-        if not same:
-            problems.append("tokenizer.json no longer produces the recorded input ids for the golden texts")
+        report.checks.append(Check("tokenizer.json no longer produces the recorded input ids for the golden texts"
+                                   if not same else "tokenizer.json", same, about={"kind": "tokenizer"}))
         feeds = encoded if same else feeds
     try:
         # One thread: the same numbers on any machine, so a package's recorded
         # measurements (and its bytes) do not depend on the core count.
         session, info = make_session(Path(folder) / entry["file"], device, threads=1)
         actual = run_session(session, spec, feeds)
-        result["provider"] = info.obtained[0]
+        report.provider = info.obtained[0]
     except Exception as e:  # a corrupted or incompatible model is a failed check here
-        message = getattr(e, "message", None) or f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
-        return result | {"status": "failed", "failures": problems + [f"{entry['file']} did not run: {message}"]}
+        message = getattr(e, "message", None) or f"{type(e).__name__}: {short_error(e, 300)}"
+        report.checks.append(_problem("run", f"{entry['file']} did not run: {message}"))
+        return report
     mask = feeds.get("attention_mask")
     for out in spec.outputs:
-        expected = stored[f"output.{out.name}"]
-        if actual[out.name].shape != expected.shape:
-            problems.append(f"{entry['file']} {out.name}: shape {actual[out.name].shape}, goldens have {expected.shape}")
+        expected = goldens.outputs.get(out.name)
+        if expected is None:
+            report.checks.append(_problem("output", f"{goldens.file} has no output.{out.name}"))
             continue
-        judged = judge(stored[f"output.{out.name}"], actual[out.name], out, mask, tolerances[out.name])
-        result["outputs"][out.name] = judged
-        problems += [f"{entry['file']} {out.name}: {r}" for r in judged["reasons"]]
-    return result | {"status": "failed" if problems else "passed", "failures": problems}
+        if actual[out.name].shape != expected.shape:
+            report.checks.append(_problem(
+                "output", f"{entry['file']} {out.name}: shape {actual[out.name].shape}, goldens have {expected.shape}"))
+            continue
+        judged = judge(expected, actual[out.name], out, mask, tolerances[out.name])
+        report.checks.append(Check(f"{entry['file']} {out.name}", judged["passed"], "; ".join(judged["reasons"]),
+                                   metrics=judged, about={"kind": "output", "output": out.name}))
+    return report

@@ -22,12 +22,12 @@ from typing import Any
 from .. import __version__
 from ..artifact import CONFIG_FILES, GOLDENS_NAME, MANIFEST_NAME, TOKENIZER_FILES, Artifact, model_files, sha256_file
 from ..errors import UserInputError
+from ..vocab import DEVICES, PER_VARIANT_STAGES, stage_key
 from .archive import archive_stem, check_archive_name, write_archive
 from .card import CARD_NAME, render_card
 from .seal import seal
 
 PACKAGE_FORMAT = 1
-DEVICES = ("cpu", "cuda", "auto")
 # Which variant the card's example and the Triton repository use, best first.
 PREFERRED_VARIANTS = ("optimized", "base", "int8", "fp16")
 # Stage records about packaging itself stay out of the packaged manifest, or the
@@ -72,6 +72,8 @@ class PackageOptions:
 
 @dataclass
 class PackageReport:
+    """What package did; honours ``report.StageReport`` (truthy when the archive was written)."""
+
     out: Path
     passed: bool
     variants: list[str] = field(default_factory=list)
@@ -80,26 +82,36 @@ class PackageReport:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     goldens: dict[str, Any] = field(default_factory=dict)
     triton: dict[str, Any] | None = None
-    failures: list[str] = field(default_factory=list)
+    # Why nothing was written (every problem found, not just the first).
+    problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def __bool__(self) -> bool:
         return self.passed
 
+    def failures(self) -> list[str]:
+        return list(self.problems)
+
+    def summary(self) -> str:
+        if not self.passed:
+            fails = self.failures()
+            return (fails[0] if fails else "package failed") + (f" (+{len(fails) - 1} more)" if len(fails) > 1 else "")
+        return f"{self.out.name}: {len(self.files)} files, {(self.size or 0) / 1e6:.1f} MB"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed, "out": str(self.out), "variants": self.variants, "sha256": self.sha256,
             "size": self.size, "files": self.files, "goldens": self.goldens, "triton": self.triton,
-            "failures": self.failures, "notes": self.notes, "seconds": self.seconds,
+            "failures": self.failures(), "notes": self.notes, "seconds": self.seconds,
         }
 
 
 def _stage_failed(art: Artifact, variant: str) -> str | None:
-    for stage in ("optimize", "validate", "smoke"):
-        record = art.stage(f"{stage}.{variant}")
+    for stage in PER_VARIANT_STAGES:
+        record = art.stage(stage_key(stage, variant))
         if record is not None and record.get("passed") is False:
-            return f"{stage}.{variant}"
+            return stage_key(stage, variant)
     return None
 
 
@@ -159,12 +171,12 @@ def _integrity(art: Artifact, names: list[str]) -> tuple[dict[str, dict[str, Any
 
 def _parity(art: Artifact, variant: str) -> dict[str, Any]:
     """What the card and the manifest say about a variant's agreement with PyTorch."""
-    summary = art.stage(f"validate.{variant}")
+    summary = art.stage(stage_key("validate", variant))
     if summary:
         keep = ("max_abs", "mean_abs", "max_rel", "min_cosine", "mean_cosine", "argmax_agreement", "atol_needed")
         return {
             "passed": summary.get("passed"),
-            "source": f"validate.{variant}",
+            "source": stage_key("validate", variant),
             "checked_on": f"{summary.get('texts') or 0} texts and {summary.get('groups', 0)} shape groups "
                           f"({summary.get('samples', 0)} samples) on {summary.get('provider', '?')}",
             "device": summary.get("device"),
@@ -293,11 +305,11 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
             continue
         say(f"re-running the golden texts through '{v}'")
         check = check_goldens(art.root, art.manifest, v, options.device)
-        golden_checks[v] = check
-        failures += check.get("failures", [])
+        golden_checks[v] = check.to_dict()
+        failures += check.failures()
     report.goldens = golden_checks
     if failures:
-        report.failures = failures
+        report.problems = failures
         report.seconds = round(time.perf_counter() - started, 2)
         # The folder keeps why: nothing was written, and its manifest says so.
         art.record_stage("package", {"passed": False, "file": str(out), "variants": chosen, "failures": failures,

@@ -24,8 +24,8 @@ from typing import Any
 
 from ..artifact import MANIFEST_NAME, sha256_file
 from ..errors import CheckFailed, UserInputError
-
-DEVICES = ("cpu", "cuda", "auto")
+from ..report import Check, ChecksReport
+from ..vocab import DEVICES
 
 
 @dataclass(frozen=True)
@@ -39,23 +39,22 @@ class VerifyOptions:
             raise UserInputError(f"--device {self.device} is not known", hint=f"choose one of {', '.join(DEVICES)}")
 
 
-@dataclass
-class Check:
-    kind: str
-    target: str
-    passed: bool | None  # None: skipped, with the reason in ``detail``
-    detail: str = ""
+SKIPPED = "skipped"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "target": self.target,
-                "status": {True: "passed", False: "failed", None: "skipped"}[self.passed], "detail": self.detail}
 
-    def message(self) -> str:
-        return f"{self.target}: {self.detail}" if self.detail else self.target
+def _status(c: Check) -> str:
+    return SKIPPED if c.about.get("status") == SKIPPED else ("passed" if c.passed else "failed")
+
+
+def check_dict(c: Check) -> dict[str, Any]:
+    """A check as verify's JSON has always written it: kind, target, status, detail."""
+    return {"kind": c.about["kind"], "target": c.name, "status": _status(c), "detail": c.detail}
 
 
 @dataclass
-class VerifyReport:
+class VerifyReport(ChecksReport):
+    """Every check verify ran (a skipped one is recorded, not required); truthy when none failed."""
+
     path: Path
     kind: str  # archive, package folder, artifact folder
     checks: list[Check] = field(default_factory=list)
@@ -64,37 +63,38 @@ class VerifyReport:
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
 
-    def __bool__(self) -> bool:
-        return bool(self.checks) and all(c.passed is not False for c in self.checks)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self)
-
     def add(self, kind: str, target: str, passed: bool | None, detail: str = "") -> bool | None:
-        self.checks.append(Check(kind, target, passed, detail))
+        """Record one check; ``passed=None`` records it as skipped, with the reason in ``detail``."""
+        about = {"kind": kind} | ({"status": SKIPPED} if passed is None else {})
+        self.checks.append(Check(target, passed is not False, detail, required=passed is not None, about=about))
         return passed
 
-    def failures(self) -> list[str]:
-        return [c.message() for c in self.checks if c.passed is False]
-
     def failed_targets(self) -> list[str]:
-        return sorted({c.target for c in self.checks if c.passed is False})
+        return sorted({c.name for c in self.checks if c.required and not c.passed})
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(1 for c in self.checks if _status(c) == s) for s in ("passed", "failed", SKIPPED)}
+
+    def summary(self) -> str:
+        if not self.passed:
+            fails = self.failures()
+            return (fails[0] if fails else "no checks ran") + (f" (+{len(fails) - 1} more)" if len(fails) > 1 else "")
+        counts = self.counts()
+        return f"{counts['passed']} checks passed" + (f", {counts[SKIPPED]} skipped" if counts[SKIPPED] else "")
 
     def to_dict(self) -> dict[str, Any]:
         from ..env import versions
 
-        counts = {s: sum(1 for c in self.checks if c.to_dict()["status"] == s) for s in ("passed", "failed", "skipped")}
         return {
             "passed": self.passed,
             "path": str(self.path),
             "kind": self.kind,
             "archive": self.archive,
             "device": self.device,
-            "counts": counts,
+            "counts": self.counts(),
             "failures": self.failures(),
             "failed": self.failed_targets(),
-            "checks": [c.to_dict() for c in self.checks],
+            "checks": [check_dict(c) for c in self.checks],
             "details": self.details,
             "seconds": self.seconds,
             "versions": versions(),
@@ -338,13 +338,27 @@ def _check_goldens(root: Path, manifest: dict[str, Any], report: VerifyReport, b
             continue
         say(f"re-running the golden texts through '{variant}'")
         result = check_goldens(root, manifest, variant, options.device)
-        report.details.setdefault("goldens", {})[variant] = result
-        if result["status"] == "skipped":
-            report.add("goldens", file, None, result["reason"])
-        elif result["status"] == "passed":
-            worst = ", ".join(f"{o} max abs {d['max_abs']:.2g}, min cosine {d['min_cosine']:.6f}"
-                              for o, d in result["outputs"].items() if d.get("max_abs") is not None)
-            report.add("goldens", file, True, f"{result['texts']} texts within {result['tolerance_from']} tolerance ({worst})")
+        report.details.setdefault("goldens", {})[variant] = result.to_dict()
+        if result.skipped:
+            report.add("goldens", file, None, result.skipped)
+        elif result.passed:
+            report.add("goldens", file, True, result.summary())
         else:
-            target = "tokenizer.json" if result.get("tokenizer", {}).get("passed") is False else file
-            report.add("goldens", target, False, "; ".join(result["failures"]))
+            tokenizer_failed = any(c.about.get("kind") == "tokenizer" and not c.passed for c in result.checks)
+            report.add("goldens", "tokenizer.json" if tokenizer_failed else file, False, "; ".join(result.failures()))
+
+
+def verify_and_record(artifact_dir: str | Path, archive: str | Path, options: VerifyOptions = VerifyOptions(), *,
+                      progress=None) -> VerifyReport:
+    """Verify the archive packaged from ``artifact_dir``, and record the verdict there as its ``verify`` stage."""
+    from ..artifact import Artifact
+
+    report = verify_path(archive, options, progress=progress)
+    d = report.to_dict()
+    art = Artifact.open(artifact_dir)
+    art.record_stage("verify", {"passed": report.passed, "archive": str(archive),
+                                "archive_sha256": d["archive"]["sha256"] if d["archive"] else None,
+                                "counts": d["counts"], "failures": d["failures"], "device": options.device,
+                                "seconds": report.seconds})
+    art.save()
+    return report

@@ -1,101 +1,21 @@
+"""Classify what the user typed as MODEL (``resolve_source``) and load it (``load_source``)."""
+
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
-from ..spec import ModelSpec
+from .args import SourceArgs
+from .ref import LoadedModel, SourceRef
 
-BUILTIN_NAME = "all-MiniLM-L6-v2"
 
+def resolve_source(model: str | None = None, **fields: Any) -> SourceRef:
+    """Classify what the user typed as MODEL into a ``SourceRef`` (no heavy imports).
 
-@dataclass(frozen=True)
-class SourceRef:
-    """How to rebuild a model: recorded in the manifest, read back by validate.
-
-    kind: ``builtin`` (the packaged MiniLM), ``hf`` (a Hugging Face model folder) or
-    ``factory`` (``package.module:function`` returning an ``nn.Module``).
+    ``fields``: the other ``SourceArgs`` fields (task, weights, tokenizer, app_dir, ...).
     """
-
-    kind: str
-    location: str
-    task: str | None = None
-    weights: str | None = None
-    tokenizer: str | None = None
-    app_dir: str | None = None
-    num_heads: int | None = None
-    hidden_size: int | None = None
-    num_layers: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SourceRef":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-@dataclass
-class LoadedModel:
-    """A model ready to trace: ``module(*inputs in spec order)`` returns a tuple of
-    tensors in ``spec.output_names`` order."""
-
-    module: Any
-    spec: ModelSpec
-    source: SourceRef
-    tokenizer_files: dict[str, Path] = field(default_factory=dict)
-    config_path: Path | None = None
-    attn_implementation: str | None = None
-
-
-def resolve_source(
-    model: str | None,
-    *,
-    task: str | None = None,
-    weights: str | None = None,
-    tokenizer: str | None = None,
-    app_dir: str | None = None,
-    num_heads: int | None = None,
-    hidden_size: int | None = None,
-    num_layers: int | None = None,
-) -> SourceRef:
-    """Classify what the user typed as MODEL into a ``SourceRef`` (no heavy imports)."""
-    overrides = dict(num_heads=num_heads, hidden_size=hidden_size, num_layers=num_layers)
-    if model is None or model in ("builtin", BUILTIN_NAME):
-        if weights:
-            raise UserInputError("--weights applies to a module:function model, not the built-in default")
-        return SourceRef(kind="builtin", location=BUILTIN_NAME, task=task, tokenizer=tokenizer)
-    path = Path(model)
-    if path.exists():
-        if not path.is_dir():
-            raise UserInputError(
-                f"MODEL {model} is a file; expected a Hugging Face model folder or package.module:function",
-                hint="pass the folder that holds config.json and the weights",
-            )
-        if weights:
-            raise UserInputError("--weights applies to a module:function model; a Hugging Face folder holds its own weights")
-        return SourceRef(kind="hf", location=str(path.resolve()), task=task, tokenizer=tokenizer)
-    if ":" in model and not model.startswith((".", "/")):
-        module_name, _, func = model.partition(":")
-        if module_name and func.isidentifier():
-            if weights and not Path(weights).is_file():
-                raise UserInputError(f"--weights {weights} does not exist", hint="pass the path of a saved state_dict")
-            return SourceRef(
-                kind="factory",
-                location=model,
-                task=task or "custom",
-                weights=str(Path(weights).resolve()) if weights else None,
-                tokenizer=tokenizer,
-                app_dir=str(Path(app_dir or ".").resolve()),
-                **overrides,
-            )
-    raise UserInputError(
-        f"MODEL {model!r} is neither an existing folder nor a package.module:function reference",
-        hint="pass a Hugging Face model folder, a factory like mypkg.models:build_bert, or nothing for the built-in MiniLM",
-    )
+    return SourceArgs(model=model, **fields).resolve()
 
 
 def load_source(ref: SourceRef, *, attn_implementation: str | None = None) -> LoadedModel:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserInputError
-from .base import LoadedModel, SourceRef
+from .ref import LoadedModel, SourceRef
 
 
 def builtin_model_dir() -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import UserInputError
 from ..spec import ModelSpec
-from .base import LoadedModel, SourceRef
+from .ref import LoadedModel, SourceRef
 from .wrap import derive_outputs, forward_inputs, make_wrapper
 
 # Architectures whose graphs onnxruntime.transformers' BERT optimizer understands.

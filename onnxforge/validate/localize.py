@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..spec import ModelSpec
+from ..vocab import short_error
 from .options import LOCALIZE_FLOOR
 
 # Node types whose first output can be a hidden state (see the module docstring).
@@ -290,7 +291,6 @@ def _localize(model_path: Path, loaded, spec: ModelSpec, feeds: dict[str, np.nda
         try:
             values = session.run(names, {k: v for k, v in feeds.items() if k in graph_inputs}, run_options)
         except Exception as e:  # the graph cannot run at this shape: that is the finding
-            from .validator import short_error
 
             text = short_error(e)
             node = re.search(r"Name:'([^']+)'", text)

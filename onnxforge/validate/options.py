@@ -1,8 +1,7 @@
-"""Validate options and the default tolerances per precision (no heavy imports here).
+"""Validate options and localization's floors (no heavy imports here).
 
-The defaults were measured on the real MiniLM-L6 against PyTorch fp32 at the default
-shape plan and 200 real texts (CPU provider, onnxruntime 1.31), then given a margin;
-docs/validate.md lists them with the figures they came from.
+The default tolerances per precision live in ``onnxforge.parity.tolerance`` (one
+table for every stage); options carry the user's per-output overrides.
 """
 
 from __future__ import annotations
@@ -14,48 +13,18 @@ from typing import Any
 
 from ..errors import UserInputError
 
-PRECISIONS = ("fp32", "fp16", "int8")
-DEVICES = ("cpu", "cuda", "auto")
+from ..parity.tolerance import DEFAULT_TOLERANCES, Tolerance, resolve_tolerance
+from ..vocab import DEVICES
 
+__all__ = ["DEFAULT_TOLERANCES", "LOCALIZE_FLOOR", "Tolerance", "ValidateOptions", "parse_shape"]
 
-@dataclass(frozen=True)
-class Tolerance:
-    """When one output passes, on real-token positions only.
-
-    An element passes when ``|onnx - torch| <= atol + rtol * |torch|`` (numpy's
-    ``allclose`` rule); ``atol=None`` skips that element-wise check. ``min_cosine``
-    is the smallest allowed per-sample cosine similarity; ``min_argmax`` the smallest
-    allowed share of agreeing predicted classes (outputs named ``*logits*`` only).
-    """
-
-    atol: float | None
-    rtol: float
-    min_cosine: float | None
-    min_argmax: float | None
-
-    def to_dict(self) -> dict[str, float | None]:
-        return {"atol": self.atol, "rtol": self.rtol, "min_cosine": self.min_cosine, "min_argmax": self.min_argmax}
-
-
-# fp32: the graph computes what PyTorch computes up to summation order. MiniLM's
-# worst element differs by 5e-6 (fused or not), so 1e-4 catches any real bug.
-# fp16: weights and activations rounded to 11 bits; on MiniLM the worst element needs
-# atol 2.4e-3 with rtol 1e-2 (max abs 7.5e-3) and the worst per-sample cosine is
-# 0.9999976: a cosine floor 40x below that, and an element-wise bound 8x above it
-# that still catches overflow and broken layers.
-# int8: per-element error is not bounded usefully (MiniLM, dynamic per-channel: worst
-# element 0.87, worst cosine 0.971); direction and predicted classes are what matter.
-DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(atol=1e-4, rtol=1e-4, min_cosine=0.99999, min_argmax=0.999),
-    "fp16": Tolerance(atol=2e-2, rtol=1e-2, min_cosine=0.9999, min_argmax=0.99),
-    "int8": Tolerance(atol=None, rtol=0.0, min_cosine=0.95, min_argmax=0.9),
-}
 
 # Localization: the relative L2 error (||onnx - torch|| / ||torch|| on real tokens) a
 # hidden state may carry before it counts as departing from PyTorch. Clean MiniLM,
 # worst stage at 4 x 128: 1.4e-6 in fp32 (fused or not), 1.5e-3 in fp16, 0.19 in
 # dynamic per-channel int8 (its last layer).
-LOCALIZE_FLOOR = {"fp32": 1e-5, "fp16": 1e-2, "int8": 0.25}
+# bf16 (8-bit mantissa, 8x fp16's step) takes fp16's floor widened by that factor.
+LOCALIZE_FLOOR = {"fp32": 1e-5, "fp16": 1e-2, "bf16": 8e-2, "int8": 0.25}
 
 
 def _check_overrides(values: dict[str, float], flag: str, *, upper: float | None = None, finite: bool = False) -> dict[str, float]:
@@ -148,19 +117,8 @@ class ValidateOptions:
                 raise UserInputError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def tolerance_for(self, output: str, precision: str) -> Tolerance:
-        base = DEFAULT_TOLERANCES[precision]
-
-        def pick(overrides: dict[str, float], default: float | None) -> float | None:
-            value = overrides[output] if output in overrides else overrides.get("*", default)
-            # inf is how a user switches an element-wise bound off (--atol OUT=inf).
-            return None if value is not None and math.isinf(value) else value
-
-        return Tolerance(
-            atol=pick(self.atol, base.atol),
-            rtol=pick(self.rtol, base.rtol) or 0.0,
-            min_cosine=pick(self.min_cosine, base.min_cosine),
-            min_argmax=pick(self.min_argmax, base.min_argmax),
-        )
+        return resolve_tolerance(output, precision, {"atol": self.atol, "rtol": self.rtol,
+                                                     "min_cosine": self.min_cosine, "min_argmax": self.min_argmax})
 
     def overridden_names(self) -> set[str]:
         names: set[str] = set()

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..artifact import atomic_write_bytes, atomic_write_json
-from .result import Check, ValidationResult
+from ..parity.judge import public
+from ..report import Check
+from .result import ValidationResult
 
 
 def escape(text: str) -> str:
@@ -48,10 +50,10 @@ def render(result: ValidationResult, console) -> None:
 
     console.print(f"{result.variant} ({result.file}, {result.precision}) vs PyTorch, ONNX Runtime on {result.provider}",
                   markup=False)
-    for output in dict.fromkeys(c.output for c in result.checks):
-        checks = [c for c in result.checks if c.output == output]
+    for output in dict.fromkeys(c.about["output"] for c in result.checks):
+        checks = [c for c in result.checks if c.about["output"] == output]
         has_argmax = any(c.metrics.get("argmax_agreement") is not None for c in checks)
-        tol = checks[0].tolerance
+        tol = checks[0].about["tolerance"]
         table = Table(title=f"{escape(output)}  [dim]({_tol(tol)}, rtol {tol.get('rtol', 0):g})[/]", title_justify="left",
                       box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
         table.add_column("group", no_wrap=True)
@@ -60,7 +62,7 @@ def render(result: ValidationResult, console) -> None:
         table.add_column("", no_wrap=True)
         for c in checks:
             m = c.metrics
-            if c.error:
+            if c.about["error"]:
                 cells = ["-"] * (5 + has_argmax) + ["[red]ERROR[/]"]
             else:
                 cos = m.get("min_cosine")
@@ -69,7 +71,7 @@ def render(result: ValidationResult, console) -> None:
                 if has_argmax:
                     cells.append("-" if m.get("argmax_agreement") is None else f"{m['argmax_agreement']:.4f}")
                 cells += [_num(m.get("atol_needed")), "[green]ok[/]" if c.passed else "[red]FAIL[/]"]
-            table.add_row(escape(_group_label(c.group)), *cells)
+            table.add_row(escape(_group_label(c.about["group"])), *cells)
         console.print(table)
     samples = sum(g["samples"] for g in result.groups)
     console.print(
@@ -88,11 +90,11 @@ def render_failures(result: ValidationResult, console) -> None:
                   f"'{escape(result.variant)}' ({result.precision}) failed; failing outputs: "
                   f"{escape(', '.join(result.failing_outputs()))}", markup=True)
     for output in result.failing_outputs():
-        mine = [c for c in failing if c.output == output]
-        total = sum(1 for c in result.checks if c.output == output)
+        mine = [c for c in failing if c.about["output"] == output]
+        total = sum(1 for c in result.checks if c.about["output"] == output)
         console.print(f"  {output}: fails on {len(mine)} of {total} groups", markup=False)
         for c in mine:
-            console.print(f"    - {c.group}: {c.error or '; '.join(c.reasons)}", markup=False)
+            console.print(f"    - {c.about['group']}: {c.about['error'] or '; '.join(c.about['reasons'])}", markup=False)
     loc = result.localization
     if loc:
         console.print(f"[bold]localization[/] (on {escape(str(loc.get('group')))}): {escape(str(loc.get('message')))}",
@@ -110,8 +112,8 @@ def write_json(result: ValidationResult, path: Path) -> None:
 
 
 def _failure_text(c: Check, result: ValidationResult) -> str:
-    lines = [c.message(), "metrics: " + ", ".join(f"{k}={v}" for k, v in c.to_dict()["metrics"].items()),
-             "tolerance: " + ", ".join(f"{k}={v}" for k, v in c.tolerance.items())]
+    lines = [c.message(), "metrics: " + ", ".join(f"{k}={v}" for k, v in public(c.metrics).items()),
+             "tolerance: " + ", ".join(f"{k}={v}" for k, v in c.about['tolerance'].items())]
     loc = result.localization
     if loc and loc.get("message"):
         lines.append(f"localization: {loc['message']}")
@@ -134,10 +136,10 @@ def junit_tree(result: ValidationResult) -> ET.ElementTree:
                        ("file_sha256", result.file_sha256 or "")):
         ET.SubElement(props, "property", name=key, value=str(value))
     for c in result.checks:
-        case = ET.SubElement(suite, "testcase", classname=f"onnxforge.validate.{result.variant}.{c.output}",
-                             name=c.group, time=f"{c.seconds:.4f}")
+        case = ET.SubElement(suite, "testcase", classname=f"onnxforge.validate.{result.variant}.{c.about['output']}",
+                             name=c.about['group'], time=f"{c.about['seconds']:.4f}")
         if not c.passed:
-            failure = ET.SubElement(case, "failure", type="RuntimeFailure" if c.error else "ParityFailure",
+            failure = ET.SubElement(case, "failure", type="RuntimeFailure" if c.about["error"] else "ParityFailure",
                                     message=c.message())
             failure.text = _failure_text(c, result)
     if result.localization:

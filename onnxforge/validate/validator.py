@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,9 +24,11 @@ from ..artifact import Artifact, sha256_file
 from ..errors import UserInputError
 from ..spec import ModelSpec
 from .cases import InputGroup, default_shapes, random_groups, read_texts, text_group
-from .metrics import judge, measure, merge
-from .options import PRECISIONS, ValidateOptions
-from .result import Check, ValidationResult
+from ..parity.judge import judge_metrics, measure, merge
+from ..report import Check
+from ..vocab import PRECISIONS, VALIDATE, short_error, stage_key
+from .options import ValidateOptions
+from .result import ValidationResult, output_check
 
 BUILTIN_SAMPLE = "built-in sample (Debian package descriptions)"
 # Below this many parameters the reference runs PyTorch on one thread: a BERT this
@@ -154,15 +155,6 @@ def quiet_runner(session, spec: ModelSpec) -> Callable[[dict], dict]:
     return run
 
 
-def short_error(e: BaseException) -> str:
-    """First line of an error, without ORT's status prefix and C++ source location."""
-    lines = str(e).strip().splitlines()
-    text = lines[0] if lines else ""
-    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
-    text = re.sub(r"Status Message: \S+:\d+ .*? was false\. ", "", text)
-    return text[:400] or type(e).__name__
-
-
 def _run_all(fn: Callable[[dict], dict], groups: list[InputGroup], what: str) -> tuple[list, dict[str, str], list[float]]:
     """Run ``fn`` on every batch; a group whose run raises keeps the error (a failed check)."""
     results: list[list[dict] | None] = []
@@ -201,24 +193,23 @@ def judge_groups(spec: ModelSpec, groups: list[InputGroup], expected: list, actu
                         break
                     parts.append(measure(e[out.name], a[out.name], out, feeds.get("attention_mask"), tol.rtol))
             metrics = merge(parts) if error is None else merge([])
-            reasons = [] if error else judge(metrics, tol)
+            reasons = [] if error else judge_metrics(metrics, tol)
             if error is None:
                 per_output[out.name].extend(parts)
-            checks.append(Check(out.name, g.name, error is None and not reasons, metrics, tol.to_dict(), reasons, error,
-                                seconds=group_seconds))
+            checks.append(output_check(out.name, g.name, metrics, tol, reasons, error, seconds=group_seconds))
     outputs: dict[str, dict[str, Any]] = {}
     for out in spec.output_names:
-        mine = [c for c in checks if c.output == out]
+        mine = [c for c in checks if c.about["output"] == out]
         outputs[out] = merge(per_output[out]) | {
             "passed": all(c.passed for c in mine),
-            "failed_groups": [c.group for c in mine if not c.passed],
+            "failed_groups": [c.about["group"] for c in mine if not c.passed],
         }
     return checks, outputs
 
 
 def _pick_localization_feeds(groups: list[InputGroup], checks: list[Check], errors: dict[str, str], cap: int):
     """Feeds from a failing group: prefer one ORT could run, with padding and few tokens."""
-    failing = [g for g in groups if any(c.group == g.name and not c.passed for c in checks)]
+    failing = [g for g in groups if any(c.about["group"] == g.name and not c.passed for c in checks)]
     if not failing:
         return None, None
 
@@ -337,9 +328,9 @@ def _record(root: Path, variant: str, result: ValidationResult) -> None:
     the run is still reported, with a note saying the manifest was not updated.
     """
     art = Artifact.open(root)
-    summary = result.summary()
-    summary["validated_at"] = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    art.record_stage(f"validate.{variant}", summary)
+    record = result.record()
+    record["validated_at"] = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    art.record_stage(stage_key(VALIDATE, variant), record)
     try:
         art.save()
     except OSError as e:

@@ -205,7 +205,7 @@ def test_an_interrupt_between_the_two_renames_waits_for_the_second(tmp_path, mon
     would leave --out missing; it is held until both are done, then delivered."""
     import os
 
-    from onnxforge import artifact as artifact_module
+    from onnxforge import files as artifact_module
 
     out = tmp_path / "art"
     out.mkdir()

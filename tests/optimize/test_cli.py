@@ -90,10 +90,10 @@ def test_interrupted_write_leaves_nothing(tiny_opt, copy_artifact, monkeypatch):
 
 def test_failed_check_exits_1_and_says_why(tiny_opt, copy_artifact, cli, monkeypatch):
     """A parity miss is a failed check (exit 1), even without --strict."""
-    from onnxforge.optimize import optimizer
+    from onnxforge.parity.tolerance import DEFAULT_TOLERANCES, Tolerance
 
     folder = copy_artifact(tiny_opt[0])
-    monkeypatch.setattr(optimizer, "FP32_ATOL", 1e-12)
+    monkeypatch.setitem(DEFAULT_TOLERANCES, "fp32", Tolerance(atol=1e-12, rtol=0.0, min_cosine=None, min_argmax=None))
     code, out, err = cli("optimize", folder)
     assert code == 1
     assert "check failed" in err and "max abs" in err

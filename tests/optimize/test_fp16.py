@@ -9,10 +9,13 @@ import pytest
 from onnxforge.artifact import Artifact
 from onnxforge.data import sample_texts
 from onnxforge.graph import fused_counts
+from onnxforge.parity.tolerance import DEFAULT_TOLERANCES
 
 from .helpers import real_text_feeds, run_variant, torch_model
 
-FP16_ATOL, FP16_RTOL, FP16_MIN_COSINE = 2e-2, 1e-2, 0.9999
+# The parity table's fp16 row (one table for every stage).
+FP16_ATOL, FP16_RTOL, FP16_MIN_COSINE = (DEFAULT_TOLERANCES["fp16"].atol, DEFAULT_TOLERANCES["fp16"].rtol,
+                                         DEFAULT_TOLERANCES["fp16"].min_cosine)
 
 
 @pytest.fixture(scope="module")

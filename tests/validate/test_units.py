@@ -11,7 +11,7 @@ from onnxforge.errors import UserInputError
 from onnxforge.spec import ModelSpec, OutputSpec
 from onnxforge.validate import DEFAULT_TOLERANCES, ValidateOptions
 from onnxforge.validate.cases import default_shapes, random_groups, read_texts
-from onnxforge.validate.metrics import judge, measure, merge
+from onnxforge.parity.judge import judge_metrics as judge, measure, merge
 
 
 def spec(max_positions=512, **kw):

@@ -157,7 +157,7 @@ def test_factory_model_keys_follow_its_weights_and_card_runs_without_tokenizer(t
     from onnxforge.release.card import python_block
     from tests.fixtures.custom_models import build_dict_bert
 
-    from .conftest import unpack
+    from tests.release.conftest import unpack
 
     weights = tmp_path / "w.pt"
     torch.save(build_dict_bert().state_dict(), weights)

@@ -1,4 +1,4 @@
-"""`onnxforge build`: the whole pipeline as one command (the API is onnxforge.release.pipeline)."""
+"""`onnxforge build`: the whole pipeline as one command (the API is ``onnxforge.build.build``)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import (
-    AppDir, HiddenSize, JsonOut, ModelArg, NumHeads, NumLayers, Task, TokenizerPath, Weights, err_console, handle_errors,
-    out_console, print_json_maybe,
-)
+from ..cli_common import JsonOut, err_console, handle_errors, out_console, print_json_maybe
+from ..sources.cli_options import AppDir, HiddenSize, ModelArg, NumHeads, NumLayers, Task, TokenizerPath, Weights
 
 BuildOut = Annotated[Path | None, typer.Option("--out", "-o", help="Artifact folder to write (default: artifacts/minilm).", show_default=False)]
 Config = Annotated[Path | None, typer.Option("--config", help="TOML options: onnxforge.toml or a pyproject.toml with a \\[tool.onnxforge] table (default: ./onnxforge.toml, else ./pyproject.toml's table). Flags win.", show_default=False)]
@@ -104,15 +102,16 @@ def build_command(
     Stops with exit 1 at the first failed check; the artifact folder keeps the reports.
     Unchanged inputs reuse finished stages (content hashes in the manifest); --force redoes all.
     """
-    from .release.config import load_config
-    from .release.pipeline import BuildOptions, build
+    from ..sources import SourceArgs
+    from .options import BuildOptions, load_config
+    from .runner import build
 
     values, config_file = load_config(config)
-    cli = dict(model=model, out=str(out) if out else None, precision=precision, device=device, exporter=exporter,
-               opset=opset, task=task, weights=str(weights) if weights else None,
-               tokenizer=str(tokenizer) if tokenizer else None, app_dir=str(app_dir) if app_dir else None,
-               num_heads=num_heads, hidden_size=hidden_size, num_layers=num_layers, strict=strict, smoke=smoke,
-               package=str(package) if package else None, triton=triton, force=force or None)
+    source = SourceArgs(model=model, task=task, weights=weights, tokenizer=tokenizer, app_dir=app_dir,
+                        num_heads=num_heads, hidden_size=hidden_size, num_layers=num_layers)
+    cli = dict(source.to_dict(), out=str(out) if out else None, precision=precision, device=device, exporter=exporter,
+               opset=opset, strict=strict, smoke=smoke, package=str(package) if package else None, triton=triton,
+               force=force or None)
     options = BuildOptions.merged(cli, values, config_file)
     if config_file:
         err_console().print(f"[dim]options from {config_file}[/]", markup=True)

@@ -1,20 +1,24 @@
-"""Per-output metrics on real tokens, merged across batches, and the pass/fail rule.
+"""Compare outputs with a reference and judge them against a ``Tolerance``.
 
-The numbers come from ``onnxforge.compare`` (the one definition every stage shares);
-this module adds the smallest atol that would have passed and merges batches of a
-group (text batches have different sequence lengths, so arrays cannot be stacked).
+``measure`` gives one batch's metrics on real tokens (max abs, mean abs, max rel,
+per-sample cosine, argmax agreement for logits, and ``atol_needed``: the smallest atol
+that would have passed with the tolerance's rtol); ``merge`` folds batches of
+different sequence lengths (they cannot be stacked); ``judge_metrics`` says why metrics fail
+a tolerance; ``judge_output`` does all three for one output over a list of batches.
+The raw numbers come from ``onnxforge.compare``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
 import numpy as np
 
 from ..compare import compare_arrays, per_sample_rows
-from ..spec import OutputSpec
-from .options import Tolerance
+from ..spec import SEQUENCE_AXIS, OutputSpec
+from .tolerance import Tolerance
 
 METRIC_KEYS = ("max_abs", "mean_abs", "max_rel", "min_cosine", "mean_cosine", "argmax_agreement", "atol_needed")
 
@@ -88,20 +92,20 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def judge(metrics: dict[str, Any], tol: Tolerance) -> list[str]:
+def judge_metrics(metrics: dict[str, Any], tol: Tolerance) -> list[str]:
     """Why ``metrics`` fail ``tol``; empty when they pass."""
-    reasons = []
+    why = []
     if not metrics.get("finite", True):
-        reasons.append("ONNX Runtime produced NaN or inf")
+        why.append("ONNX Runtime produced NaN or inf")
     if tol.atol is not None and metrics["atol_needed"] is not None and not metrics["atol_needed"] <= tol.atol:
-        reasons.append(
+        why.append(
             f"max abs {metrics['max_abs']:.3g}: needs atol {metrics['atol_needed']:.3g} > {tol.atol:g} (rtol {tol.rtol:g})"
         )
     if tol.min_cosine is not None and metrics["min_cosine"] is not None and not metrics["min_cosine"] >= tol.min_cosine:
-        reasons.append(f"min cosine {metrics['min_cosine']:.6f} < {tol.min_cosine:g}")
+        why.append(f"min cosine {metrics['min_cosine']:.6f} < {tol.min_cosine:g}")
     if tol.min_argmax is not None and metrics.get("argmax_agreement") is not None and not metrics["argmax_agreement"] >= tol.min_argmax:
-        reasons.append(f"argmax agreement {metrics['argmax_agreement']:.4f} < {tol.min_argmax:g}")
-    return reasons
+        why.append(f"argmax agreement {metrics['argmax_agreement']:.4f} < {tol.min_argmax:g}")
+    return why
 
 
 def public(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -114,3 +118,51 @@ def public(metrics: dict[str, Any]) -> dict[str, Any]:
             v = None
         out[k] = v
     return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One output judged over some batches: merged metrics, the tolerance, why it failed."""
+
+    output: str
+    metrics: dict[str, Any]
+    tolerance: Tolerance
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+def judge_output(output: OutputSpec, batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+                 tol: Tolerance) -> Verdict:
+    """Judge one output over ``(expected, actual, attention_mask)`` batches.
+
+    A batch whose shapes differ fails the output (the reason names both shapes).
+    """
+    parts, shape_problems = [], []
+    for expected, actual, mask in batches:
+        if np.shape(expected) != np.shape(actual):
+            shape_problems.append(f"shape {list(np.shape(actual))}, the reference {list(np.shape(expected))}")
+            continue
+        parts.append(measure(expected, actual, output, mask, tol.rtol))
+    metrics = merge(parts)
+    return Verdict(output.name, metrics, tol, shape_problems + (judge_metrics(metrics, tol) if parts else []))
+
+
+def pooled_cosines(expected: np.ndarray, actual: np.ndarray, output: OutputSpec, mask: np.ndarray | None) -> np.ndarray:
+    """Per-sample cosine; token-level outputs are mean-pooled over real tokens first
+    (a sentence embedding, the quantity int8 must preserve)."""
+    e, a = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
+    if output.axes[:2] == ("batch", SEQUENCE_AXIS) and mask is not None and e.ndim >= 2:
+        m = mask.astype(np.float64).reshape(mask.shape + (1,) * (e.ndim - 2))
+        e = (e * m).sum(1) / np.maximum(m.sum(1), 1.0)
+        a = (a * m).sum(1) / np.maximum(m.sum(1), 1.0)
+    e, a = e.reshape(len(e), -1), a.reshape(len(a), -1)
+    num = (e * a).sum(1)
+    den = np.maximum(np.linalg.norm(e, axis=1) * np.linalg.norm(a, axis=1), 1e-30)
+    both_zero = (np.linalg.norm(e, axis=1) == 0) & (np.linalg.norm(a, axis=1) == 0)
+    return np.where(both_zero, 1.0, num / den)

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from onnxforge.errors import UserInputError
-from onnxforge.release.config import load_config
-from onnxforge.release.pipeline import BuildOptions
+from onnxforge.build.options import BuildOptions, load_config
 
 
 def _write(path: Path, text: str) -> Path:
