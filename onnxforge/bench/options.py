@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserInputError
-
-DEVICES = ("cpu", "cuda", "auto")
+from ..vocab import DEVICES
 
 
 def parse_int_list(text: str | None, flag: str, *, low: int = 1, high: int | None = None) -> tuple[int, ...]:

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
+# What optimize can build: a subset of vocab.PRECISIONS (see optimize.options).
+from ..optimize.options import PRECISIONS as BUILD_PRECISIONS
 from ..sources.args import SOURCE_FIELDS, SourceArgs, field_schema
 from ..vocab import DEVICES, EXPORTERS
 
-# What optimize can build (vocab's PRECISIONS also names bf16, which optimize does not make yet).
-BUILD_PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_PRECISIONS = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "int8")}
 
 STANDALONE_NAME = "onnxforge.toml"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spec import ModelSpec
+from ..vocab import short_error
 
 # Fused-op groups: what a fully fused BERT layer has, by any of the names the tools use.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -297,7 +298,7 @@ def fuse(base_path: Path, spec: ModelSpec, exporter: str | None, config_path: Pa
         try:
             model, tools = CANDIDATES[name](onnx.ModelProto.FromString(base.SerializeToString()), spec)
         except Exception as e:  # a tool that crashes on this graph is a reason, not a stop
-            tried.append({"route": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"})
+            tried.append({"route": name, "error": f"{type(e).__name__}: {short_error(e, 300) if str(e) else ''}"})
             continue
         groups = group_counts(model)
         entry = {"route": name, "counts": groups, "nodes": len(model.graph.node), "tools": tools}

@@ -21,7 +21,7 @@ from ..artifact import Artifact
 from ..errors import CheckFailed, UserInputError
 from ..spec import ModelSpec
 from ..tokenizer import load_tokenizer
-from ..vocab import resolve_device
+from ..vocab import CONCRETE_DEVICES, VARIANTS, resolve_device
 from .checks import check_graph_inputs, check_tokenizer_against_model
 from .engine import Engine, open_engine
 from .pooling import classes, pooled, result_kind
@@ -33,6 +33,7 @@ from .texts import check_texts
 # by default: it trades accuracy (cosine ~0.99 on MiniLM) for speed, a choice the user
 # makes with --variant int8.
 DEFAULT_VARIANTS = {"cuda": ("fp16", "optimized", "base"), "cpu": ("optimized", "base")}
+assert set(DEFAULT_VARIANTS) == set(CONCRETE_DEVICES) and all(set(v) <= set(VARIANTS) for v in DEFAULT_VARIANTS.values())
 
 
 def choose_variant(variants: dict[str, Any], device: str) -> str:
@@ -130,7 +131,8 @@ class Runtime:
                    "config": {"session.intra_op.allow_spinning": "1" if spin else "0"}}
         name = variant or choose_variant(artifact.variants, target)
         try:
-            engine = open_engine(artifact.variant_path(name), target, **options)
+            # The engine the variant was built for (ORT for manifests that record none).
+            engine = open_engine(artifact.variant_path(name), target, engine=artifact.variant_engine(name), **options)
         except CheckFailed as e:
             if device != "auto":
                 raise
@@ -139,7 +141,7 @@ class Runtime:
             checks["device_note"] = f"auto: CUDA did not start, using CPU ({e.message})"
             target = "cpu"
             name = variant or choose_variant(artifact.variants, target)
-            engine = open_engine(artifact.variant_path(name), target, **options)
+            engine = open_engine(artifact.variant_path(name), target, engine=artifact.variant_engine(name), **options)
         path = artifact.variant_path(name)
         input_dtypes = check_graph_inputs(engine, spec)
         return cls(artifact=artifact, variant=name, path=path, engine=engine, tokenizer=tokenizer,
