@@ -25,9 +25,7 @@ from ..inputs import random_inputs
 from ..runners import make_session, run_session, run_torch
 from ..sources import LoadedModel, SourceRef, load_source
 from ..spec import ModelSpec
-from ..vocab import short_error
-
-from ..vocab import EXPORTERS
+from ..vocab import EXPORTERS, short_error
 from .backends import TRACE_SHAPE, captured_output, export_dynamo, export_torchscript, root_cause, write_failure_log
 
 DEFAULT_EXPORTER = EXPORTERS[0]

@@ -48,7 +48,8 @@ def test_encode_reproduces_export_goldens(minilm_runtime, minilm_artifact):
     assert np.abs(out["last_hidden_state"][mask] - golden["output.last_hidden_state"][mask]).max() < 1e-4
     info = minilm_runtime.describe()
     assert info["variant"] == "base" and info["device"] == "cpu" and info["providers"] == ["CPUExecutionProvider"]
-    assert minilm_runtime.kind == "embedding" and minilm_runtime.max_length == 512
+    # The built-in is a sentence-transformers folder: its max_seq_length (256) is the truncation.
+    assert minilm_runtime.kind == "embedding" and minilm_runtime.max_length == 256
 
 
 def test_right_padding_and_truncation(tiny_runtime):
