@@ -70,7 +70,14 @@ def test_embed_is_mean_pooled_and_normalized(minilm_runtime, minilm_reference):
     assert emb.shape == (3, 384) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-6)
     assert_close_rows(emb, minilm_reference.embeddings(texts))
+    # normalize=False gives the model's own sentence embedding: MiniLM's pipeline ends in Normalize.
     raw = minilm_runtime.embed(texts, normalize=False)
+    np.testing.assert_allclose(raw, emb, atol=1e-6)
+
+
+def test_embed_without_normalize_on_a_plain_folder(tiny_runtime):
+    # No modules.json: mean pooling, and normalize=False leaves the mean as it is.
+    raw = tiny_runtime.embed(["A short one.", "Another, longer sentence for the tiny model."], normalize=False)
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
 
 
