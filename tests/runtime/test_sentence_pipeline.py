@@ -37,7 +37,7 @@ def sentence_artifact(request, tmp_path_factory, tiny_architecture):
 
     case = request.param
     root = tmp_path_factory.mktemp(f"stp_{case}")
-    folder = save_sentence_folder(root / "st", tiny_architecture("bert"), **CASES[case])
+    folder = save_sentence_folder(root / "st", tiny_architecture("bert"), **CASES[case], prompts={"query": "query: "})
     report = export_model(resolve_source(str(folder)), root / "art", ExportOptions())
     assert report, report.failures()
     return folder, root / "art", case
@@ -95,6 +95,26 @@ def test_serve_matches_encode(sentence_artifact):
     theirs, _ = reference(folder, TEXTS)
     assert body["truncated"][2] is True
     assert min_cosine(body["embeddings"], theirs) >= 0.9999
+
+
+def test_serve_prompt_name_matches_encode(sentence_artifact):
+    """The folder's prompts (config_sentence_transformers.json) reach serve through the manifest."""
+    import httpx
+    from sentence_transformers import SentenceTransformer
+
+    from onnxforge.runtime import Runtime
+    from tests.server_helpers import live_server
+
+    folder, art, case = sentence_artifact
+    if case != "mean":
+        pytest.skip("one pooling case is enough for prompts")
+    with live_server(Runtime.load(art)) as (url, _, _):
+        body = httpx.post(f"{url}/embed", json={"texts": TEXTS, "normalize": False, "prompt_name": "query"},
+                          timeout=60).json()
+    theirs = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, prompt_name="query", convert_to_numpy=True)
+    without, _ = reference(folder, TEXTS)
+    assert min_cosine(body["embeddings"], theirs) >= 0.9999
+    assert min_cosine(theirs, without) < 0.9999  # the prompt changed the embedding: the check can fail
 
 
 @pytest.mark.slow
