@@ -158,18 +158,23 @@ def run_ort_optimizer(model, spec: ModelSpec):
     return optimized.model, stats, _reasons(capture.lines)
 
 
-def run_onnxscript(model):
-    """onnxscript's ORT fusions, then constant folding (the packed QKV weights are a
-    Concat of three initializers after the rewrite; folding makes them one initializer,
-    which the quantizer and ORT's loader both want)."""
+def run_rules(model):
+    """The dynamo path's rule table (``optimize.rules.PIPELINE``: EmbedLayerNormalization,
+    onnxscript's ort_fusions, Q/K/V packing), in its declared order."""
     import onnx_ir as ir
-    import onnxscript.optimizer
-    from onnxscript.rewriter.ort_fusions import optimize_for_ort
+    import onnx_ir.passes.common as common_passes
+
+    from .rules import run_pipeline
+
+    def count(ir_model):
+        hist = Counter(n.op_type for n in ir_model.graph)
+        return {g: sum(hist[o] for o in ops) for g, ops in GROUPS.items()}
 
     ir_model = ir.from_proto(model)
-    ir_model, stats = optimize_for_ort(ir_model)
-    folded = onnxscript.optimizer.fold_constants(ir_model, input_size_limit=1 << 31, output_size_limit=1 << 31)
-    return ir.to_proto(ir_model), {k: v for k, v in stats.items() if v}, bool(getattr(folded, "modified", False))
+    steps = run_pipeline(ir_model, count)
+    # Rewrites leave the replaced projection weights behind; ORT would warn about each one.
+    common_passes.RemoveUnusedNodesPass()(ir_model)
+    return ir.to_proto(ir_model), steps
 
 
 def _describe_producer(name: str, producers: dict, inputs: set[str], inits: set[str], depth: int = 3) -> str:
@@ -260,24 +265,24 @@ def _candidate_ort(base, spec):
     return model, tools
 
 
-def _candidate_onnxscript(base, spec):
-    first, stats, folded = run_onnxscript(base)
+def _candidate_rules(base, spec):
+    first, steps = run_rules(base)
     after_first = group_counts(first)
     model, ort_stats, reasons = run_ort_optimizer(first, spec)
     after = group_counts(model)
-    tools = [
-        {"tool": ONNXSCRIPT_TOOL, "settings": {"function": "optimize_for_ort", "fold_constants": folded},
-         "fused": after_first, "stats": stats, "reasons": {}},
-        {"tool": ORT_TOOL, "settings": {"model_type": "bert", "num_heads": spec.num_heads,
-                                        "hidden_size": spec.hidden_size, "opt_level": 0, "after": ONNXSCRIPT_TOOL},
-         "fused": {g: after[g] - after_first[g] for g in after}, "stats": ort_stats, "reasons": reasons},
-    ]
+    tools = [{"tool": st["tool"], "settings": {"step": i, "rule": st["step"]}
+              | ({"function": "optimize_for_ort", "fold_constants": True} if st["tool"] == ONNXSCRIPT_TOOL else {}),
+              "fused": st["fused"], "stats": {"rewrites": st["rewrites"]}, "reasons": {}}
+             for i, st in enumerate(steps)]
+    tools.append({"tool": ORT_TOOL, "settings": {"model_type": "bert", "num_heads": spec.num_heads,
+                                                 "hidden_size": spec.hidden_size, "opt_level": 0, "after": "rules"},
+                  "fused": {g: after[g] - after_first[g] for g in after}, "stats": ort_stats, "reasons": reasons})
     return model, tools
 
 
 CANDIDATES = {
     "onnxruntime": _candidate_ort,
-    "onnxscript+onnxruntime": _candidate_onnxscript,
+    "onnxscript+onnxruntime": _candidate_rules,
 }
 
 
@@ -345,8 +350,17 @@ def fuse(base_path: Path, spec: ModelSpec, exporter: str | None, config_path: Pa
         "fused_ops": {op: n for op, n in Counter(n.op_type for n in model.graph.node).items()
                       if any(op in ops for ops in GROUPS.values())},
         "right_padding_required": _mask_index_attention(model),
+        "per_layer": _per_layer(model, expected, spec.num_layers),
     }
     return FusionOutcome(model, report)
+
+
+def _per_layer(model, expected: dict[str, int], num_layers: int) -> dict[str, Any]:
+    import onnx_ir as ir
+
+    from .rules.layer_report import layer_report
+
+    return layer_report(ir.from_proto(model), GROUPS, expected, num_layers)
 
 
 def _ensure_domains(model) -> None:

@@ -1,0 +1,103 @@
+"""Per-layer fusion report: what fused in each encoder layer, and where a pattern broke.
+
+Layers are read off the graph in topological order: each attention core (a fused
+Attention / MultiHeadAttention, or a Softmax left unfused) opens a layer, and every
+fused op up to the next core belongs to it (a post-LN layer's two SkipLayerNorms and
+its GELU follow its attention). Ops before the first core are the embeddings. When the
+number of cores is not the number of layers the spec declares, the split is reported
+as unreliable instead of guessed.
+
+For a Softmax left unfused, onnxscript's own SDPA rule is matched again at that spot
+with a MatchingTracer: the report names the node where the match failed and why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx_ir as ir
+
+CORE_OPS = ("Attention", "MultiHeadAttention", "Softmax")
+
+
+def _group_of(node: ir.Node, groups: dict[str, tuple[str, ...]]) -> str | None:
+    for group, ops in groups.items():
+        if node.op_type in ops and (node.domain == "com.microsoft" or node.op_type == "Gelu"):
+            return group
+    return None
+
+
+def _sdpa_failure(model: ir.Model, softmax: ir.Node) -> str:
+    """Why onnxscript's SDPA rule does not match around this Softmax (node + reason)."""
+    from onnxscript.rewriter import pattern
+    from onnxscript.rewriter.ort_fusions.sdpa import sdpa_rules
+
+    roots = [c for out in softmax.outputs for c, _ in out.uses()]
+    roots += [c2 for r in roots if r.op_type == "Where" for c2, _ in r.outputs[0].uses()]
+    roots = [r for r in roots if r.op_type == "MatMul"]
+    if not roots:
+        users = sorted({c.op_type for out in softmax.outputs for c, _ in out.uses()})
+        return f"Softmax '{softmax.name}' feeds {users or 'nothing'}, not a MatMul with the values"
+    best = None
+    for rule in sdpa_rules.rules:
+        tracer = pattern.MatchingTracer()
+        if rule.match(model, model.graph, roots[0], tracer=tracer):
+            return f"the SDPA pattern matches at '{roots[0].name}' but a later attention rule did not take it"
+        for info in tracer.best_matches_map.get(rule, []):
+            if best is None or info.score() > best.score():
+                best = info
+    if best is None:
+        return f"no SDPA pattern starts at MatMul '{roots[0].name}' after Softmax '{softmax.name}'"
+    where = [getattr(f, "name", None) or str(f) for f in best.match_result.failure_nodes_and_values][:2]
+    matched = len(best.match_result.nodes)
+    reason = best.match_result.reason or "pattern mismatch"
+    return f"SDPA pattern broke at {', '.join(where) or 'MatMul ' + repr(roots[0].name)} after {matched} matched nodes: {reason}"
+
+
+def _norm_failure(node: ir.Node) -> str:
+    x = node.inputs[0]
+    producer = x.producer() if x is not None else None
+    if producer is None or producer.op_type != "Add":
+        what = producer.op_type if producer is not None else "a graph input"
+        return f"LayerNormalization '{node.name}' normalizes {what}, not a residual Add"
+    return f"LayerNormalization '{node.name}': its residual Add '{producer.name}' operands differ in shape or are used elsewhere"
+
+
+def layer_report(model: ir.Model, groups: dict[str, tuple[str, ...]], expected: dict[str, int],
+                 num_layers: int) -> dict[str, Any]:
+    nodes = list(model.graph)
+    cores = [i for i, n in enumerate(nodes) if n.op_type in CORE_OPS]
+    reliable = num_layers > 0 and len(cores) == num_layers
+    per_layer_expected = {g: expected[g] // num_layers for g in expected
+                          if g != "EmbedLayerNormalization" and num_layers and expected[g]}
+    layers: list[dict[str, Any]] = [{"layer": k, "fused": {g: 0 for g in per_layer_expected}, "missing": {}}
+                                    for k in range(len(cores))]
+    embeddings: dict[str, Any] = {"fused": {}, "missing": {}}
+    k = -1
+    for i, node in enumerate(nodes):
+        if k + 1 < len(cores) and i == cores[k + 1]:
+            k += 1
+        target = embeddings if k < 0 else layers[k]
+        group = _group_of(node, groups)
+        if group is not None:
+            target["fused"][group] = target["fused"].get(group, 0) + 1
+        elif node.op_type == "Softmax":
+            target["missing"]["Attention"] = _sdpa_failure(model, node)
+        elif node.op_type == "LayerNormalization" and k >= 0:
+            target["missing"].setdefault("SkipLayerNormalization", _norm_failure(node))
+        elif node.op_type == "Erf" and k >= 0:
+            target["missing"].setdefault("Gelu", f"Erf '{node.name}' is not in an erf-GELU pattern")
+    if expected.get("EmbedLayerNormalization") and not embeddings["fused"].get("EmbedLayerNormalization"):
+        first_norm = next((n for n in nodes[: cores[0] if cores else len(nodes)]
+                           if n.op_type in ("LayerNormalization", "SkipLayerNormalization")), None)
+        embeddings["missing"]["EmbedLayerNormalization"] = (
+            f"the embedding sum before {first_norm.op_type} '{first_norm.name}' is not word + position "
+            "[+ segment] Gathers over input_ids" if first_norm is not None else "no normalization after the embeddings")
+    for layer in layers:
+        for group, want in per_layer_expected.items():
+            got = layer["fused"].get(group, 0)
+            if got < want and group not in layer["missing"]:
+                layer["missing"][group] = f"{got} of {want} fused in this layer"
+    return {"reliable": reliable, "split_by": "attention cores in graph order",
+            "cores_found": len(cores), "layers_declared": num_layers,
+            "embeddings": embeddings, "layers": layers}
