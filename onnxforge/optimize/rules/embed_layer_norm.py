@@ -77,9 +77,11 @@ class EmbedLayerNormFusion(pattern.RewriteRuleClassBase):
             return result.fail("position or segment lookup indexes input_ids", position_ids)
         if position_ids.shape is None or position_ids.shape.rank() not in (1, 2):
             return result.fail("position ids are not (sequence) or (batch|1, sequence)", position_ids)
-        if segment_table is not None and position_table.const_value.shape[0] <= segment_table.const_value.shape[0]:
-            # With commuted Adds both three-term rules can bind; the segment table is the small one.
-            return result.fail("the 'segment' table is not smaller than the 'position' table", segment_table)
+        # The Adds commute, so any lookup can bind to any role; the sizes say which is which:
+        # vocabulary rows >= position rows > segment (token type) rows.
+        rows = [t.const_value.shape[0] for t in tables]
+        if rows[0] < rows[1] or (len(rows) == 3 and rows[1] <= rows[2]):
+            return result.fail(f"table sizes {rows} do not read as word >= position > segment", word_table)
         return result
 
     def rewrite(self, op, input_ids, word_table, position_ids, position_table, gamma, beta, normalized,

@@ -4,8 +4,9 @@ Layers are read off the graph in topological order: each attention core (a fused
 Attention / MultiHeadAttention, or a Softmax left unfused) opens a layer, and every
 fused op up to the next core belongs to it (a post-LN layer's two SkipLayerNorms and
 its GELU follow its attention). Ops before the first core are the embeddings. When the
-number of cores is not the number of layers the spec declares, the split is reported
-as unreliable instead of guessed.
+number of cores is not the number of layers the spec declares (attention that is not
+softmax attention at all), layers are split after every second normalization past the
+embeddings (post-LN BERT) and the report says which split it used.
 
 For a Softmax left unfused, onnxscript's own SDPA rule is matched again at that spot
 with a MatchingTracer: the report names the node where the match failed and why.
@@ -67,15 +68,21 @@ def layer_report(model: ir.Model, groups: dict[str, tuple[str, ...]], expected: 
                  num_layers: int) -> dict[str, Any]:
     nodes = list(model.graph)
     cores = [i for i, n in enumerate(nodes) if n.op_type in CORE_OPS]
-    reliable = num_layers > 0 and len(cores) == num_layers
+    split_by = "attention cores in graph order"
+    starts = cores
+    if len(cores) != num_layers:
+        norms = [i for i, n in enumerate(nodes) if "LayerNormalization" in n.op_type]
+        starts = [norms[j] + 1 for j in range(0, len(norms) - 1, 2)][:num_layers]
+        split_by = "every second normalization after the embeddings (attention cores do not match the layers)"
+    reliable = num_layers > 0 and len(starts) == num_layers
     per_layer_expected = {g: expected[g] // num_layers for g in expected
                           if g != "EmbedLayerNormalization" and num_layers and expected[g]}
     layers: list[dict[str, Any]] = [{"layer": k, "fused": {g: 0 for g in per_layer_expected}, "missing": {}}
-                                    for k in range(len(cores))]
+                                    for k in range(len(starts))]
     embeddings: dict[str, Any] = {"fused": {}, "missing": {}}
     k = -1
     for i, node in enumerate(nodes):
-        if k + 1 < len(cores) and i == cores[k + 1]:
+        if k + 1 < len(starts) and i == starts[k + 1]:
             k += 1
         target = embeddings if k < 0 else layers[k]
         group = _group_of(node, groups)
@@ -94,10 +101,12 @@ def layer_report(model: ir.Model, groups: dict[str, tuple[str, ...]], expected: 
             f"the embedding sum before {first_norm.op_type} '{first_norm.name}' is not word + position "
             "[+ segment] Gathers over input_ids" if first_norm is not None else "no normalization after the embeddings")
     for layer in layers:
+        if per_layer_expected.get("Attention") and not layer["fused"].get("Attention") and "Attention" not in layer["missing"]:
+            layer["missing"]["Attention"] = "no softmax attention in this layer: every attention rule matches Softmax(QK^T)V"
         for group, want in per_layer_expected.items():
             got = layer["fused"].get(group, 0)
             if got < want and group not in layer["missing"]:
                 layer["missing"][group] = f"{got} of {want} fused in this layer"
-    return {"reliable": reliable, "split_by": "attention cores in graph order",
+    return {"reliable": reliable, "split_by": split_by,
             "cores_found": len(cores), "layers_declared": num_layers,
             "embeddings": embeddings, "layers": layers}
