@@ -1,20 +1,25 @@
 """Transformer fusions: the exported graph -> one fused op per attention, norm and GELU.
 
-Two maintained tools, chosen per graph:
+Two routes, chosen per graph:
 
 * ``onnxruntime.transformers.optimizer`` (model_type "bert", heads and hidden size from
   the ModelSpec) matches the TorchScript export of eager attention completely:
   Attention, SkipLayerNormalization, BiasGelu and EmbedLayerNormalization. On a dynamo
-  export it fuses the norms and GELUs but no attention ("failed to match qk path":
-  SDPA is exported as a different subgraph).
-* ``onnxscript.rewriter.ort_fusions.optimize_for_ort`` matches the dynamo export's SDPA
-  subgraph (Attention with an additive attention bias), the norms and GELUs. Running
-  the ORT optimizer after it picks up whatever onnxscript left.
+  export it fuses the norms and GELUs but no attention.
+* onnxforge's rule table (``optimize.rules.PIPELINE``, onnxscript rewriter rules run in a
+  declared order: EmbedLayerNormalization, onnxscript's ort_fusions, Q/K/V packing)
+  matches the dynamo export of every attention style (SDPA, eager, nn.MultiheadAttention,
+  hand-written) with the mask kept as an additive attention bias. Running the ORT
+  optimizer after it picks up whatever the rules left.
 
-The tool expected to suit the exporter runs first; when it leaves a required fusion
+The route expected to suit the exporter runs first; when it leaves a required fusion
 missing the other route runs too and the graph closest to the expectations wins.
-Every candidate's counts and each tool's contribution go into the report, and a
-missing fusion comes with the reason the tools gave (or a structural one).
+Every candidate's counts and each tool's contribution go into the report, with a
+per-layer breakdown that names the node where a pattern broke.
+
+A graph built for CPU then gets ``rules.CPU_KERNEL_CHOICES``: fused ops whose ORT CPU
+kernel is slower than the ops they replace are emitted unfused (``kernel_choices`` in
+the report; ``achieved`` still counts what fused).
 """
 
 from __future__ import annotations
@@ -177,60 +182,6 @@ def run_rules(model):
     return ir.to_proto(ir_model), steps
 
 
-def _describe_producer(name: str, producers: dict, inputs: set[str], inits: set[str], depth: int = 3) -> str:
-    if name in inputs:
-        return name
-    if name in inits:
-        return f"<{name}>"
-    node = producers.get(name)
-    if node is None:
-        return "?"
-    if depth == 0:
-        return f"{node.op_type}(...)"
-    args = [_describe_producer(i, producers, inputs, inits, depth - 1) for i in node.input if i]
-    return f"{node.op_type}({', '.join(args)})"
-
-
-def explain_embed(model) -> str:
-    """Why ORT's EmbedLayerNormalization fusion did not match, read off the graph."""
-    graph = model.graph
-    inputs = {i.name for i in graph.input}
-    inits = {t.name for t in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    word = [n for n in graph.node if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] == "input_ids"]
-    if not word:
-        return "input_ids does not feed an embedding Gather directly, so the embedding pattern cannot start"
-    # Walk Add nodes from the word-embedding lookup to the first normalization.
-    frontier, adds, norm = [word[0].output[0]], [], None
-    for _ in range(4):
-        nxt = []
-        for t in frontier:
-            for c in consumers.get(t, []):
-                if c.op_type == "Add":
-                    adds.append(c)
-                    nxt.append(c.output[0])
-                elif c.op_type in ("LayerNormalization", "SkipLayerNormalization"):
-                    norm = norm or c
-        frontier = nxt
-    if norm is None:
-        return "no LayerNormalization over the summed embeddings (word + position [+ token type])"
-    others = []
-    for add in adds:
-        for i in add.input:
-            p = producers.get(i)
-            if p is not None and p.op_type == "Gather" and p is not word[0]:
-                others.append(f"{p.input[0]} indexed by {_describe_producer(p.input[1], producers, inputs, inits)}")
-    return (
-        "ORT matches position ids built as Slice(position_ids, 0, Unsqueeze(Gather(Shape(input_ids), 1))) "
-        "(or Expand(Range) over input_ids' length) feeding an Attention; this graph has "
-        + ("; ".join(others) if others else "no position-embedding Gather next to the word embedding")
-    )
-
-
 def _structural_reason(group: str, model, achieved: int, expected: int) -> str:
     hist = Counter(n.op_type for n in model.graph.node)
     if group == "Attention":
@@ -242,6 +193,8 @@ def _structural_reason(group: str, model, achieved: int, expected: int) -> str:
     if group == "Gelu":
         return f"{hist['Erf']} Erf / {hist['Tanh']} Tanh left unfused"
     if group == "EmbedLayerNormalization":
+        from .rules.explain import explain_embed
+
         return explain_embed(model)
     return f"{achieved} of {expected}"
 
@@ -286,7 +239,9 @@ CANDIDATES = {
 }
 
 
-def fuse(base_path: Path, spec: ModelSpec, exporter: str | None, config_path: Path | None, *, say=None) -> FusionOutcome:
+def fuse(base_path: Path, spec: ModelSpec, exporter: str | None, config_path: Path | None, *, say=None,
+         device: str | None = None) -> FusionOutcome:
+    """Fuse the export; ``device`` "cpu" also applies the CPU kernel choices (rules.CPU_KERNEL_CHOICES)."""
     import onnx
 
     say = say or (lambda m: None)
@@ -333,6 +288,8 @@ def fuse(base_path: Path, spec: ModelSpec, exporter: str | None, config_path: Pa
         why.append(_structural_reason(group, model, achieved[group], want))
         missing[group] = "; ".join(dict.fromkeys(why))
     required = [g for g in expected if g not in OPTIONAL]
+    per_layer = _per_layer(model, expected, spec.num_layers)
+    kernel_choices = _cpu_kernel_choices(model) if device == "cpu" else []
     report = {
         "expected": expected,
         "achieved": achieved,
@@ -350,9 +307,26 @@ def fuse(base_path: Path, spec: ModelSpec, exporter: str | None, config_path: Pa
         "fused_ops": {op: n for op, n in Counter(n.op_type for n in model.graph.node).items()
                       if any(op in ops for ops in GROUPS.values())},
         "right_padding_required": _mask_index_attention(model),
-        "per_layer": _per_layer(model, expected, spec.num_layers),
+        "per_layer": per_layer,
+        # Fused ops deliberately emitted unfused for the target device ("achieved" counts the fusion).
+        "kernel_choices": {"device": device, "steps": kernel_choices},
     }
     return FusionOutcome(model, report)
+
+
+def _cpu_kernel_choices(model) -> list[dict[str, Any]]:
+    """Rewrite, in place, fused ops whose CPU kernel is slower than what they replaced."""
+    import onnx_ir as ir
+    import onnx_ir.passes.common as common_passes
+
+    from .rules import CPU_KERNEL_CHOICES
+
+    ir_model = ir.from_proto(model)
+    steps = [{"step": step.name, "tool": step.tool, "rewrites": step.apply(ir_model), "why": step.why_here}
+             for step in CPU_KERNEL_CHOICES]
+    common_passes.RemoveUnusedNodesPass()(ir_model)
+    model.CopyFrom(ir.to_proto(ir_model))
+    return steps
 
 
 def _per_layer(model, expected: dict[str, int], num_layers: int) -> dict[str, Any]:

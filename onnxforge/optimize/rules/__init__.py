@@ -11,6 +11,10 @@ and is said here, once, with the reason:
 3. attention_packing after ort_fusions: it packs the Q/K/V projections of the
    MultiHeadAttention nodes that (2) left unpacked into one Attention.
 
+``CPU_KERNEL_CHOICES`` run after fusion on graphs built for the CPU provider only: they
+undo a fusion whose ORT CPU kernel is slower than the ops it replaced (measured, see
+docs/optimize.md); the fusion report still counts what fused.
+
 Imported lazily by ``optimize.fusion`` (onnxscript is a heavy import).
 """
 
@@ -21,7 +25,7 @@ from typing import Callable
 
 import onnx_ir as ir
 
-from . import attention_packing, embed_layer_norm, ort_fusions
+from . import attention_packing, embed_layer_norm, ort_fusions, skip_layer_norm_for_cpu
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,12 @@ PIPELINE: tuple[FusionStep, ...] = (
                "onnxscript's attention, skip-norm and GELU rules"),
     FusionStep("attention_packing", "onnxforge.optimize.rules.attention_packing", attention_packing.apply,
                "after ort_fusions: packs the Q/K/V projections of unpacked MultiHeadAttention"),
+)
+
+CPU_KERNEL_CHOICES: tuple[FusionStep, ...] = (
+    FusionStep("skip_layer_norm_for_cpu", "onnxforge.optimize.rules.skip_layer_norm_for_cpu",
+               skip_layer_norm_for_cpu.apply,
+               "ORT's CPU SkipLayerNormalization kernel is slower than Sum + LayerNormalization"),
 )
 
 

@@ -28,31 +28,50 @@ def _group_of(node: ir.Node, groups: dict[str, tuple[str, ...]]) -> str | None:
     return None
 
 
+def _downstream_matmul(softmax: ir.Node) -> tuple[ir.Node | None, list[ir.Node]]:
+    """The MatMul with the values after a Softmax, and the nodes in between that the SDPA
+    pattern does not allow (it allows only the Where(IsNaN) guard)."""
+    node, intruders = softmax, []
+    for _ in range(4):
+        users = [c for out in node.outputs for c, _ in out.uses()]
+        users = [u for u in users if u.op_type != "IsNaN"] or users
+        if len(users) != 1:
+            return None, intruders
+        node = users[0]
+        if node.op_type == "MatMul":
+            return node, intruders
+        if node.op_type != "Where":
+            intruders.append(node)
+    return None, intruders
+
+
 def _sdpa_failure(model: ir.Model, softmax: ir.Node) -> str:
     """Why onnxscript's SDPA rule does not match around this Softmax (node + reason)."""
     from onnxscript.rewriter import pattern
     from onnxscript.rewriter.ort_fusions.sdpa import sdpa_rules
 
-    roots = [c for out in softmax.outputs for c, _ in out.uses()]
-    roots += [c2 for r in roots if r.op_type == "Where" for c2, _ in r.outputs[0].uses()]
-    roots = [r for r in roots if r.op_type == "MatMul"]
-    if not roots:
+    root, intruders = _downstream_matmul(softmax)
+    if intruders:
+        names = ", ".join(f"{n.op_type} '{n.name}'" for n in intruders)
+        return (f"SDPA pattern broke at {names} between Softmax '{softmax.name}' and the MatMul with the values "
+                "(attention rules expect the probabilities to go straight into that MatMul)")
+    if root is None:
         users = sorted({c.op_type for out in softmax.outputs for c, _ in out.uses()})
         return f"Softmax '{softmax.name}' feeds {users or 'nothing'}, not a MatMul with the values"
     best = None
     for rule in sdpa_rules.rules:
         tracer = pattern.MatchingTracer()
-        if rule.match(model, model.graph, roots[0], tracer=tracer):
-            return f"the SDPA pattern matches at '{roots[0].name}' but a later attention rule did not take it"
+        if rule.match(model, model.graph, root, tracer=tracer):
+            return f"the SDPA pattern matches at '{root.name}' but no later attention rule took it"
         for info in tracer.best_matches_map.get(rule, []):
             if best is None or info.score() > best.score():
                 best = info
     if best is None:
-        return f"no SDPA pattern starts at MatMul '{roots[0].name}' after Softmax '{softmax.name}'"
+        return f"no SDPA pattern starts at MatMul '{root.name}' after Softmax '{softmax.name}'"
     where = [getattr(f, "name", None) or str(f) for f in best.match_result.failure_nodes_and_values][:2]
-    matched = len(best.match_result.nodes)
     reason = best.match_result.reason or "pattern mismatch"
-    return f"SDPA pattern broke at {', '.join(where) or 'MatMul ' + repr(roots[0].name)} after {matched} matched nodes: {reason}"
+    return (f"SDPA pattern broke at {', '.join(where) or repr(root.name)} after "
+            f"{len(best.match_result.nodes)} matched nodes: {reason}")
 
 
 def _norm_failure(node: ir.Node) -> str:
