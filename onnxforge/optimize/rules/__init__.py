@@ -7,8 +7,10 @@ and is said here, once, with the reason:
 1. embed_layer_norm before ort_fusions: onnxscript's skip-normalization rule would turn
    the embedding's ``LayerNorm(x + segment)`` into a SkipLayerNormalization and the
    embedding pattern would be gone.
-2. ort_fusions: onnxscript's maintained attention / skip-norm / GELU rules.
-3. attention_packing after ort_fusions: it packs the Q/K/V projections of the
+2. attention_bias_merge before ort_fusions: MPNet adds a relative position bias and the
+   mask as two Adds; one summed bias is what the SDPA pattern (and ORT's attention_bias) take.
+3. ort_fusions: onnxscript's maintained attention / skip-norm / GELU rules.
+4. attention_packing after ort_fusions: it packs the Q/K/V projections of the
    MultiHeadAttention nodes that (2) left unpacked into one Attention.
 
 ``CPU_KERNEL_CHOICES`` run after fusion on graphs built for the CPU provider only: they
@@ -25,7 +27,7 @@ from typing import Callable
 
 import onnx_ir as ir
 
-from . import attention_packing, embed_layer_norm, ort_fusions, skip_layer_norm_for_cpu
+from . import attention_bias_merge, attention_packing, embed_layer_norm, ort_fusions, skip_layer_norm_for_cpu
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class FusionStep:
 PIPELINE: tuple[FusionStep, ...] = (
     FusionStep("embed_layer_norm", "onnxforge.optimize.rules.embed_layer_norm", embed_layer_norm.apply,
                "before skip-normalization fusion absorbs the embedding LayerNorm"),
+    FusionStep("attention_bias_merge", "onnxforge.optimize.rules.attention_bias_merge", attention_bias_merge.apply,
+               "before ort_fusions: one additive bias (position bias + mask) for the SDPA pattern"),
     FusionStep("ort_fusions", ort_fusions.TOOL, ort_fusions.apply,
                "onnxscript's attention, skip-norm and GELU rules"),
     FusionStep("attention_packing", "onnxforge.optimize.rules.attention_packing", attention_packing.apply,
