@@ -221,7 +221,13 @@ def _candidate_ort(base, spec):
 def _candidate_rules(base, spec):
     first, steps = run_rules(base)
     after_first = group_counts(first)
-    model, ort_stats, reasons = run_ort_optimizer(first, spec)
+    try:
+        # A copy: the ORT optimizer edits the proto in place and may stop half-way.
+        model, ort_stats, reasons = run_ort_optimizer(type(first).FromString(first.SerializeToString()), spec)
+    except Exception as e:  # e.g. its SkipLayerNorm fusion indexes a LayerNorm bias that is absent
+        model, ort_stats = first, {}
+        reasons = {"error": [f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}; "
+                             "kept the rules' graph"]}
     after = group_counts(model)
     tools = [{"tool": st["tool"], "settings": {"step": i, "rule": st["step"]}
               | ({"function": "optimize_for_ort", "fold_constants": True} if st["tool"] == ONNXSCRIPT_TOOL else {}),
