@@ -225,7 +225,7 @@ def optimize_artifact(artifact_dir: Path, options: OptimizeOptions = OptimizeOpt
 
     exporter = artifact.export_record.get("exporter")
     config = artifact.root / "config.json"
-    fusion = fuse(base_path, spec, exporter, config if config.is_file() else None, say=say)
+    fusion = fuse(base_path, spec, exporter, config if config.is_file() else None, say=say, device=options.target_device)
     if fusion.report["right_padding_required"]:
         notes.append("fused Attention reads the mask as per-row lengths (EmbedLayerNormalization's mask_index): "
                      "feed right-padded batches (the artifact's tokenizer pads on the right)")
