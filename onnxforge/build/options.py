@@ -72,7 +72,7 @@ class BuildOptions:
 
     source: SourceArgs = SourceArgs()
     out: Path = Path("artifacts/minilm")
-    exporter: str = "torchscript"
+    exporter: str = EXPORTERS[0]  # dynamo
     opset: int | None = None
     # Empty: fused fp32 + int8 on CPU, plus fp16 on CUDA.
     precisions: tuple[str, ...] = ()

@@ -20,6 +20,7 @@ import numpy as np
 from ..artifact import Artifact
 from ..errors import CheckFailed, UserInputError
 from ..spec import ModelSpec
+from ..textbatch import pipeline_max_length, pipeline_texts
 from ..tokenizer import load_tokenizer
 from ..vocab import CONCRETE_DEVICES, VARIANTS, resolve_device
 from .checks import check_graph_inputs, check_tokenizer_against_model
@@ -93,6 +94,7 @@ class Runtime:
         self.checks = checks
         self._graph_inputs = tuple(engine.input_names)
         self._output_names = list(self.spec.output_names)
+        self.pipeline = dict(artifact.manifest.get("pipeline") or {})
 
     # -- loading -------------------------------------------------------------------
     @classmethod
@@ -123,6 +125,10 @@ class Runtime:
         # Not strict: a CUDA request is checked by the session itself, which names the providers.
         target = resolve_device(device, strict=False)
         tokenizer = load_tokenizer(artifact.root)
+        # The model's own pipeline (sentence-transformers' max_seq_length) decides truncation
+        # unless the caller asks for another length.
+        if max_length is None:
+            max_length = pipeline_max_length(artifact.manifest)
         checks = check_tokenizer_against_model(tokenizer, spec, artifact.root, max_length)
         # Pad by hand (see pad): the tokenizer only truncates.
         tokenizer.no_padding()
@@ -182,13 +188,14 @@ class Runtime:
             "outputs": list(self.spec.output_names),
             "labels": list(self.spec.labels),
             "note": self.checks.get("device_note"),
+            "pipeline": self.pipeline or None,
         }
 
 
     # -- texts -> inputs -----------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> list:
         """Truncated, unpadded encodings (the Rust tokenizer, parallel over texts)."""
-        texts = check_texts(texts)
+        texts = pipeline_texts(check_texts(texts), self.artifact.manifest)
         encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
         return encode(texts)
 

@@ -112,7 +112,11 @@ def build_groups(art: Artifact, spec: ModelSpec, options: ValidateOptions, notes
 
     tokenizer = load_tokenizer(art.root)
     check_tokenizer_fits(tokenizer, spec, "artifact's tokenizer")
-    groups.append(text_group(spec, tokenizer, texts, options.text_batch_size, source))
+    # The model's own pipeline decides truncation and lower-casing (sentence-transformers folders).
+    from ..textbatch import pipeline_max_length, pipeline_texts
+
+    groups.append(text_group(spec, tokenizer, pipeline_texts(texts, art.manifest), options.text_batch_size, source,
+                             pipeline_max_length(art.manifest)))
     return groups
 
 
