@@ -18,7 +18,7 @@ from .files import (  # noqa: F401 - re-exported
 )
 from .sources.ref import SourceRef
 from .spec import ModelSpec
-from .vocab import DEFAULT_ENGINE, stage_key
+from .vocab import DEFAULT_ENGINE, ENGINE_OF_VARIANT, stage_key
 
 
 class Artifact:
@@ -63,6 +63,11 @@ class Artifact:
         return ModelSpec.from_dict(self.manifest["spec"])
 
     @property
+    def spec_record(self) -> dict[str, Any]:
+        """The spec as the manifest stores it (``spec`` parses it)."""
+        return self.manifest["spec"]
+
+    @property
     def variants(self) -> dict[str, dict[str, Any]]:
         """Model files by variant name: ``base`` is the export, others come from optimize."""
         return self.manifest.setdefault("variants", {})
@@ -104,7 +109,7 @@ class Artifact:
         return path
 
     def stage(self, name: str) -> dict[str, Any] | None:
-        return self.manifest.get("stages", {}).get(name)
+        return self.stages.get(name)
 
     def record_stage(self, name: str, report: dict[str, Any]) -> None:
         self.manifest.setdefault("stages", {})[name] = report
@@ -128,14 +133,48 @@ class Artifact:
         return (self.variant_record(name) or {}).get("precision")
 
     def variant_engine(self, name: str) -> str:
-        """The engine a variant runs on; manifests written before engines were recorded are ORT's."""
-        return (self.variant_record(name) or {}).get("engine") or DEFAULT_ENGINE
+        """The engine a variant runs on: the one its entry records, else the variant's usual
+        engine (manifests written before engines were recorded are ORT's)."""
+        return (self.variant_record(name) or {}).get("engine") or ENGINE_OF_VARIANT.get(name, DEFAULT_ENGINE)
 
     @property
     def source(self) -> SourceRef | None:
         """How to rebuild the PyTorch model (None: the manifest does not say)."""
         raw = self.manifest.get("source")
         return SourceRef.from_dict(raw) if isinstance(raw, dict) and raw.get("kind") else None
+
+    @property
+    def source_record(self) -> dict[str, Any] | None:
+        """The manifest's ``source`` entry as recorded (a dict), or None when absent."""
+        raw = self.manifest.get("source")
+        return raw if isinstance(raw, dict) else None
+
+    @property
+    def export_record(self) -> dict[str, Any]:
+        """How export ran (exporter, attn_implementation, trace_shape, ...); empty when not recorded."""
+        return self.manifest.get("export") or {}
+
+    @property
+    def versions(self) -> dict[str, Any] | None:
+        return self.manifest.get("versions")
+
+    @property
+    def goldens_entry(self) -> dict[str, Any] | None:
+        """The manifest's ``goldens`` entry (``file``, ``texts``, ``reference``), or None; read it with parity.goldens."""
+        return self.manifest.get("goldens") or None
+
+    @property
+    def stages(self) -> dict[str, dict[str, Any]]:
+        """Every stage record by key (``export``, ``optimize.int8``, ...)."""
+        return self.manifest.get("stages", {})
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        """The file table: relative name -> {sha256, size}."""
+        return self.manifest.get("files", {})
+
+    def recorded_sha256(self, relpath: str) -> str | None:
+        return (self.files.get(relpath) or {}).get("sha256")
 
     @property
     def tokenizer(self) -> Path | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from .errors import UserInputError
 from .graph import describe_model
+from .vocab import OPTIMIZE, split_stage_key
 
 
 def inspect_path(path: Path) -> dict[str, Any]:
@@ -24,16 +25,16 @@ def inspect_path(path: Path) -> dict[str, Any]:
     for name in artifact.variants:
         models[name] = describe_model(artifact.variant_path(name))
         models[name]["variant"] = artifact.variants[name]
-    stages = artifact.manifest.get("stages", {})
+    stages = artifact.stages
     return {
         "artifact": str(path),
-        "spec": artifact.manifest["spec"],
-        "source": artifact.manifest.get("source"),
-        "export": artifact.manifest.get("export"),
-        "versions": artifact.manifest.get("versions"),
+        "spec": artifact.spec_record,
+        "source": artifact.source_record,
+        "export": artifact.export_record or None,
+        "versions": artifact.versions,
         "stages": {k: {"passed": v.get("passed")} for k, v in stages.items()},
-        "optimize": {k: v for k, v in stages.items() if k.startswith("optimize")},
-        "files": {k: v["size"] for k, v in artifact.manifest.get("files", {}).items()},
+        "optimize": {k: v for k, v in stages.items() if split_stage_key(k)[0] == OPTIMIZE},
+        "files": {k: v["size"] for k, v in artifact.files.items()},
         "models": models,
     }
 

@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from .cuda import _preload_cuda, cuda_provider_load_error, cuda_unavailable_reason  # noqa: F401 - re-exported
 from .errors import CheckFailed, UserInputError
 from .spec import ModelSpec
-
-DEVICES = ("cpu", "cuda", "auto")
-
+from .vocab import DEVICES, short_error
 
 def run_torch(module: Any, spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     import torch
@@ -37,55 +36,6 @@ class SessionInfo:
     @property
     def device(self) -> str:
         return "cuda" if self.obtained and self.obtained[0] == "CUDAExecutionProvider" else "cpu"
-
-
-def _preload_cuda() -> str | None:
-    """Load CUDA/cuDNN from PyTorch's or NVIDIA's wheels; return why it failed, if it did."""
-    import onnxruntime as ort
-
-    if not hasattr(ort, "preload_dlls"):
-        return None
-    try:
-        ort.preload_dlls()
-    except Exception as e:  # report, don't hide: the caller fails loudly if CUDA is missing
-        return f"{type(e).__name__}: {e}"
-    return None
-
-
-def cuda_unavailable_reason() -> str | None:
-    """Why CUDA cannot be used by ONNX Runtime here, or None when it can."""
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return f"this onnxruntime build ({ort.__version__}) has no CUDAExecutionProvider; install onnxruntime-gpu"
-    try:
-        import ctypes
-
-        ctypes.CDLL("libcuda.so.1")
-    except OSError as e:
-        return f"the NVIDIA driver library libcuda.so.1 did not load ({e})"
-    return None
-
-
-def cuda_provider_load_error() -> str | None:
-    """Load ORT's CUDA provider library by hand; the loader's error names the missing dependency.
-
-    ORT itself only logs that the provider failed and carries on with CPU; loading the
-    library directly turns that into e.g. "libcublasLt.so.13: cannot open shared object file".
-    """
-    import ctypes
-    import os
-
-    import onnxruntime as ort
-
-    lib = Path(os.path.dirname(ort.__file__)) / "capi" / "libonnxruntime_providers_cuda.so"
-    if not lib.is_file():
-        return None
-    try:
-        ctypes.CDLL(str(lib))
-    except OSError as e:
-        return f"{lib.name} did not load: {e}"
-    return None
 
 
 def make_session(
@@ -130,7 +80,7 @@ def make_session(
     try:
         session = ort.InferenceSession(str(path), so, providers=providers)
     except Exception as e:
-        text = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        text = short_error(e, 300)
         raise UserInputError(f"ONNX Runtime cannot load {path.name}: {text}", hint="the file may be corrupted; re-run the stage that wrote it") from None
     info = SessionInfo(tuple(providers), tuple(session.get_providers()))
     if device == "cuda" and info.device != "cuda":

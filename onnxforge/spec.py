@@ -14,15 +14,6 @@ BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 BATCH_AXIS = "batch"
 SEQUENCE_AXIS = "sequence"
 
-TASKS = (
-    "feature-extraction",
-    "sequence-classification",
-    "token-classification",
-    "question-answering",
-    "custom",
-)
-
-
 @dataclass(frozen=True)
 class OutputSpec:
     """One graph output: its name and a label per dimension.

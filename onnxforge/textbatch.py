@@ -34,6 +34,19 @@ def encode_texts(tokenizer, texts: list[str], spec: ModelSpec, max_length: int |
     return feeds
 
 
+def pipeline_max_length(manifest: dict) -> int | None:
+    """The truncation the model's own pipeline uses (sentence-transformers' max_seq_length), if it says."""
+    value = (manifest.get("pipeline") or {}).get("max_seq_length")
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def pipeline_texts(texts, manifest: dict) -> list[str]:
+    """Texts as the model's own pipeline feeds them to the tokenizer (lower-cased when it says so)."""
+    if (manifest.get("pipeline") or {}).get("do_lower_case"):
+        return [t.lower() for t in texts]
+    return list(texts)
+
+
 def is_blank(text: str) -> bool:
     """True for text with nothing to read: empty, whitespace, control or format characters only.
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .artifact import TOKENIZER_FILES
+from .files import TOKENIZER_FILES
 from .errors import UserInputError
 from .spec import ModelSpec
+from .vocab import short_error
 
 
 def collect_tokenizer_files(path: Path, *, required: bool = True) -> dict[str, Path]:
@@ -56,7 +57,7 @@ def load_tokenizer(folder_or_file: Path):
     try:
         return Tokenizer.from_file(str(path))
     except Exception as e:
-        raise UserInputError(f"{path} is not a valid tokenizer.json ({str(e).splitlines()[0][:200]})") from None
+        raise UserInputError(f"{path} is not a valid tokenizer.json ({short_error(e, 200)})") from None
 
 
 def check_tokenizer_fits(tokenizer, spec: ModelSpec, where: str = "tokenizer") -> None:

@@ -67,7 +67,7 @@ def resolve_device(device: str, *, strict: bool = True) -> str:
         raise UserInputError(f"--device {device} is not known", hint=f"choose one of {', '.join(DEVICES)}")
     if device == "cpu":
         return "cpu"
-    from .runners import cuda_unavailable_reason
+    from .cuda import cuda_unavailable_reason
 
     reason = cuda_unavailable_reason()
     if device == "auto":
@@ -85,3 +85,9 @@ def short_error(e: BaseException, limit: int = 400) -> str:
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
     text = re.sub(r"Status Message: \S+:\d+ .*? was false\. ", "", text)
     return text[:limit] or type(e).__name__
+
+# Batch: where the job runs (this process, or a Ray cluster), and what a row that the
+# input format rejects (a CSV quote that never closes) does: stop the job, or go to
+# the bad-row report.
+BATCH_ENGINES = ("local", "ray")
+BAD_ROW_POLICIES = ("fail", "report")

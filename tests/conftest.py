@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.architectures import tiny_architecture  # noqa: F401  (session fixture)
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -83,14 +85,14 @@ def _export(source_kwargs: dict, out: Path, **options):
 
 @pytest.fixture(scope="session")
 def minilm_artifact(tmp_path_factory) -> Path:
-    """The built-in MiniLM exported with the default (TorchScript) exporter. Read-only."""
-    return _export({}, tmp_path_factory.mktemp("minilm") / "art")
+    """The built-in MiniLM exported with the TorchScript exporter (fully fused by ORT). Read-only."""
+    return _export({}, tmp_path_factory.mktemp("minilm") / "art", exporter="torchscript")
 
 
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory, tiny_bert_dir) -> Path:
     """The tiny base BERT exported with TorchScript. Read-only."""
-    return _export({"model": str(tiny_bert_dir)}, tmp_path_factory.mktemp("tiny") / "art")
+    return _export({"model": str(tiny_bert_dir)}, tmp_path_factory.mktemp("tiny") / "art", exporter="torchscript")
 
 
 @pytest.fixture(scope="session")

@@ -90,7 +90,7 @@ class TorchReference:
 
 @pytest.fixture(scope="session")
 def minilm_reference(minilm_artifact, minilm_dir) -> TorchReference:
-    return TorchReference(minilm_artifact, minilm_dir, 512)
+    return TorchReference(minilm_artifact, minilm_dir, 256)  # its sentence-transformers max_seq_length
 
 
 @pytest.fixture(scope="session")

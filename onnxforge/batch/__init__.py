@@ -1,6 +1,9 @@
 """batch stage: ``onnxforge batch``, a CSV column through the model, streamed, in input order.
 
-API: ``batch_file(dir, input, out, BatchOptions()) -> BatchReport``.
+API: ``batch_file(dir, input, out, BatchOptions()) -> BatchReport`` (this process);
+``ray_batch(dir, input, out, BatchOptions(), RayOptions()) -> RayBatchReport`` (a Ray
+cluster, ``pip install 'onnxforge[ray]'``). Both report ``counts()``: rows read =
+written + reported.
 Names load lazily so that ``onnxforge --help`` imports neither numpy nor onnxruntime.
 """
 
@@ -8,6 +11,10 @@ _MODULES = {
     "BatchOptions": "options",
     "BatchReport": "report",
     "batch_file": "job",
+    "RayOptions": "ray_job",
+    "RayBatchReport": "ray_job",
+    "ray_batch": "ray_job",
+    "BadRowPolicy": "bad_rows",
 }
 
 __all__ = sorted(_MODULES)

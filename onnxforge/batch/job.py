@@ -8,8 +8,11 @@ thread formats and writes the previous chunk. Memory is bounded by a few chunks.
 
 Rows come out in input order with the input's other columns. A row whose text is
 empty or not valid UTF-8, or whose field count differs from the header's, is kept,
-with an ``error`` cell saying why, and counted in the report; it is never dropped. The output appears only when complete
-(``atomic_path``): a failure or Ctrl-C leaves no partial file.
+with an ``error`` cell saying why, and counted in the report; it is never dropped. A
+record the CSV grammar rejects (an unterminated quote) stops the job (exit 2), or with
+``--on-bad-rows report`` goes to ``OUT.bad-rows.jsonl``; then rows read = rows written
++ rows reported is checked. The output appears only when complete (``atomic_path``):
+a failure or Ctrl-C leaves no partial file.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import numpy as np
 from ..artifact import atomic_path
 from ..errors import UserInputError
 from ..runtime.results import result_columns as model_result_columns
-from ..runtime.results import shape_results
 from ..runtime.texts import length_groups
+from .bad_rows import check_counts, report_path, write_report
+from .infer import run_groups
 from .options import BatchOptions
 from .reader import Chunk, open_csv, read_chunks
 from .report import BatchReport
@@ -100,7 +104,7 @@ def batch_file(
             raise UserInputError("--format parquet needs pyarrow", hint="pip install 'onnxforge[parquet]'") from None
     if out.exists() and input_path.exists() and out.resolve() == input_path.resolve():
         raise UserInputError(f"--out {out} is the input file", hint="write the results to another file")
-    raw, text, reader, header = open_csv(input_path, options.delimiter)
+    raw, records, header = open_csv(input_path, options.delimiter)
     try:
         if options.column not in header:
             raise UserInputError(f"{input_path} has no column {options.column!r}; its columns are {header}",
@@ -138,14 +142,27 @@ def batch_file(
                              load_seconds=load_seconds)
         total_bytes = input_path.stat().st_size
         with atomic_path(out) as tmp, Writer(tmp, fmt, columns, result_columns, runtime.kind, None) as writer:
-            _pipeline(runtime, reader, raw, input_path, header, col, keep_idx, writer, options, report, progress, total_bytes)
+            _pipeline(runtime, records, raw, input_path, header, col, keep_idx, writer, options, report, progress, total_bytes)
+            # Inside the atomic block: lost rows or an unwritable report leave no output.
+            check_counts(report.counts())
+            _write_bad_rows(out, report)
     finally:
-        text.close()  # closes raw too
+        raw.close()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _pipeline(runtime, reader, raw, input_path, header, col, keep_idx, writer, options, report, progress, total_bytes):
+def _write_bad_rows(out: Path, report: BatchReport) -> None:
+    """The rows the CSV grammar rejected, beside the output (a stale report from an earlier run goes)."""
+    target = report_path(out)
+    if report.bad:
+        write_report(target, report.bad)
+        report.bad_rows_path = str(target)
+    elif target.is_file():
+        target.unlink()
+
+
+def _pipeline(runtime, records, raw, input_path, header, col, keep_idx, writer, options, report, progress, total_bytes):
     stop = threading.Event()
     ready: queue.Queue = queue.Queue(maxsize=1)
     done: queue.Queue = queue.Queue(maxsize=1)
@@ -153,7 +170,7 @@ def _pipeline(runtime, reader, raw, input_path, header, col, keep_idx, writer, o
     batch = options.batch_size
 
     def produce() -> None:
-        chunks = read_chunks(reader, raw, input_path, len(header), col, options.chunk_rows, report)
+        chunks = read_chunks(records, raw, input_path, header, col, options.chunk_rows, report, options.bad_rows)
         while not stop.is_set():
             t0 = time.perf_counter()
             chunk = next(chunks, None)
@@ -180,6 +197,7 @@ def _pipeline(runtime, reader, raw, input_path, header, col, keep_idx, writer, o
             writer.write(chunk, keep_idx)
             timings["write"] += time.perf_counter() - t0
             rows_done += len(chunk.rows)
+            report.written += len(chunk.rows)
             if progress is not None:
                 progress(rows_done, chunk.bytes_read, total_bytes)
 
@@ -217,20 +235,8 @@ def _pipeline(runtime, reader, raw, input_path, header, col, keep_idx, writer, o
 
 def _infer(runtime, chunk: Chunk, normalize: bool, report: BatchReport, columns: list[str]) -> dict[str, Any]:
     """The chunk's results by column, one entry per text, gathered from its length-sorted calls."""
-    n = len(chunk.texts)
-    results: dict[str, Any] = {}
-    if n == 0:
-        return results
-    for group in chunk.groups:
-        enc = runtime.pad([chunk.encodings[i] for i in group])
-        report.truncated_count += int(enc.truncated.sum())
-        shaped = shape_results(runtime.spec, enc, runtime.run(enc.feeds), normalize=normalize)
-        for name in columns:
-            values = shaped.columns[name]
-            if isinstance(values, np.ndarray):
-                results.setdefault(name, np.zeros((n, *values.shape[1:]), dtype=values.dtype))[group] = values
-            else:  # labels, or raw outputs of per-text shapes
-                store = results.setdefault(name, [None] * n)
-                for j, i in enumerate(group):
-                    store[i] = values[j]
+    if not chunk.texts:
+        return {}
+    results, truncated = run_groups(runtime, chunk.encodings, chunk.groups, normalize, columns)
+    report.truncated_count += truncated
     return results

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import UserInputError
 from ..vocab import DEVICES
+from .bad_rows import BadRowPolicy
 
 FORMATS = ("csv", "jsonl", "parquet")
 SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -30,6 +31,11 @@ class BatchOptions:
     threads: int | None = None
     # Inference engine (ort or openvino); None: the engine the variant records.
     runtime_engine: str | None = None
+    # What a record the input format rejects (a CSV quote that never closes) does:
+    # "fail" stops the job (exit 2), "report" writes it to the bad-row report.
+    on_bad_rows: str = "fail"
+    # Exit 1 when more than this fraction of the rows gets no result (None: only when all fail).
+    max_bad_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if not self.column:
@@ -46,6 +52,11 @@ class BatchOptions:
             raise UserInputError(f"--device {self.device} is not known", hint=f"choose one of {', '.join(DEVICES)}")
         if self.keep is not None:
             object.__setattr__(self, "keep", tuple(self.keep))
+        BadRowPolicy(self.on_bad_rows, self.max_bad_fraction)  # raises on a bad --on-bad-rows or fraction
+
+    @property
+    def bad_rows(self) -> BadRowPolicy:
+        return BadRowPolicy(self.on_bad_rows, self.max_bad_fraction)
 
     def output_format(self, out: Path) -> str:
         if self.format:

@@ -1,13 +1,13 @@
 """Reading the input CSV: RFC 4180 rows in chunks, each text checked (empty, undecodable, ragged).
 
 A bad row is kept with the reason it gets no result (``Chunk.errors``) and counted in
-the report; it is never dropped.
+the report; it is never dropped. A record the CSV grammar rejects (``csv_rows``: an
+unterminated quote) stops the job, or with ``--on-bad-rows report`` goes to the
+bad-row report; the rows after it are read, not swallowed.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,6 +16,8 @@ import numpy as np
 
 from ..errors import UserInputError
 from ..textbatch import is_blank
+from .bad_rows import BadRowPolicy
+from .csv_rows import BadRecord, CsvRecords
 from .report import LISTED_ROWS, BatchReport
 
 _BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
@@ -51,7 +53,11 @@ class Chunk:
 
 
 def open_csv(path: Path, delimiter: str):
-    """(binary file, csv reader, header) with clear errors for files that are not UTF-8 CSV."""
+    """(binary file, record iterator, header) with clear errors for files that are not UTF-8 CSV.
+
+    Records come from ``CsvRecords``: strict RFC 4180, each with its data row number; a
+    record the grammar rejects (an unterminated quote) is a ``BadRecord`` naming its line.
+    """
     path = Path(path)
     if not path.exists():
         raise UserInputError(f"input {path} does not exist", hint="pass the path of a CSV file")
@@ -65,37 +71,42 @@ def open_csv(path: Path, delimiter: str):
             if head.startswith(bom):
                 raise UserInputError(f"{path} is {name}-encoded; batch reads UTF-8 CSV",
                                      hint=f"re-save it as UTF-8 (e.g. iconv -f {name} -t UTF-8)")
-        # surrogateescape: a bad byte becomes a marker we can find per row, instead of
-        # an exception that stops the whole file at an unknown row.
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        reader = csv.reader(text, delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise UserInputError(f"{path} is empty: no header row", hint="the first row must name the columns") from None
-        except csv.Error as e:
-            raise UserInputError(f"{path} is not a readable CSV file ({e})") from None
+        # Undecodable bytes become lone surrogates (surrogateescape): a marker we can find
+        # per row, instead of an exception that stops the whole file at an unknown row.
+        records = iter(CsvRecords(raw, delimiter=delimiter))
+        header = next(records, None)
+        if header is None:
+            raise UserInputError(f"{path} is empty: no header row", hint="the first row must name the columns")
+        if isinstance(header, BadRecord):
+            raise UserInputError(f"{path}: the header row cannot be read: {header.message()}")
+        header = header.fields
         if not all(valid_utf8(h) for h in header) or "\x00" in "".join(header):
             raise UserInputError(f"{path} does not look like UTF-8 text: its header row holds undecodable bytes",
                                  hint="re-save the file as UTF-8 CSV")
-        return raw, text, reader, header
+        return raw, records, header
     except BaseException:
         raw.close()
         raise
 
 
-def read_chunks(reader, raw, path: Path, n_cols: int, col: int, chunk_rows: int, report: BatchReport) -> Iterator[Chunk]:
-    row_no = 0
+def read_chunks(records, raw, path: Path, header: list[str], col: int, chunk_rows: int, report: BatchReport,
+                policy: BadRowPolicy) -> Iterator[Chunk]:
+    """Chunks of ``chunk_rows`` good records; rejected records go to ``report.bad`` (or stop the job)."""
+    n_cols = len(header)
+    first = True
     while True:
         rows: list[list[str]] = []
-        try:
-            for row in reader:
-                rows.append(row)
-                if len(rows) >= chunk_rows:
-                    break
-        except csv.Error as e:
-            raise UserInputError(f"{path}: CSV error at line {reader.line_num} (data row {row_no + len(rows) + 1}): {e}",
-                                 hint="check the quoting around that line") from None
+        numbers: list[int] = []
+        for item in records:
+            if isinstance(item, BadRecord):
+                bad = item.to_dict(header)
+                policy.refuse([bad], str(path))
+                report.bad.append(bad)
+                continue
+            rows.append(item.fields)
+            numbers.append(item.row)
+            if len(rows) >= chunk_rows:
+                break
         if not rows:
             return
         texts, idx, errors = [], [], {}
@@ -108,7 +119,7 @@ def read_chunks(reader, raw, path: Path, n_cols: int, col: int, chunk_rows: int,
                              "quote fields that contain the delimiter")
                 report.ragged_count += 1
                 if len(report.ragged_rows) < LISTED_ROWS:
-                    report.ragged_rows.append(row_no + i + 1)
+                    report.ragged_rows.append(numbers[i])
                 if len(row) < n_cols:
                     row.extend([""] * (n_cols - len(row)))
                 else:
@@ -117,16 +128,17 @@ def read_chunks(reader, raw, path: Path, n_cols: int, col: int, chunk_rows: int,
                 errors[i] = "undecodable: the text is not valid UTF-8"
                 report.undecodable_count += 1
                 if len(report.undecodable_rows) < LISTED_ROWS:
-                    report.undecodable_rows.append(row_no + i + 1)
+                    report.undecodable_rows.append(numbers[i])
             elif is_blank(cell):
                 errors[i] = "empty: no text in this row"
                 report.empty_count += 1
                 if len(report.empty_rows) < LISTED_ROWS:
-                    report.empty_rows.append(row_no + i + 1)
+                    report.empty_rows.append(numbers[i])
             else:
                 texts.append(cell)
                 idx.append(i)
-        if row_no == 0:
+        if first:
+            first = False
             bad = report.undecodable_count
             if bad >= 5 and bad * 2 > len(rows) - report.empty_count:
                 # Most rows undecodable: the file is in another encoding, not a few bad rows.
@@ -134,6 +146,5 @@ def read_chunks(reader, raw, path: Path, n_cols: int, col: int, chunk_rows: int,
                     f"{path} does not look like UTF-8: {bad} of the first {len(rows)} rows hold bytes that are not valid UTF-8",
                     hint="re-save it as UTF-8 (e.g. iconv -f latin1 -t UTF-8 in.csv > out.csv)",
                 )
-        yield Chunk(first_row=row_no + 1, rows=rows, texts=texts, text_rows=np.asarray(idx, dtype=np.int64),
-                     errors=errors, bytes_read=raw.tell())
-        row_no += len(rows)
+        yield Chunk(first_row=numbers[0], rows=rows, texts=texts, text_rows=np.asarray(idx, dtype=np.int64),
+                    errors=errors, bytes_read=raw.tell())

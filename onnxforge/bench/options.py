@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserInputError
-from ..vocab import ENGINES
-
-DEVICES = ("cpu", "cuda", "auto")
+from ..vocab import DEVICES, ENGINES
 
 
 def parse_int_list(text: str | None, flag: str, *, low: int = 1, high: int | None = None) -> tuple[int, ...]:

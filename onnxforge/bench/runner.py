@@ -22,7 +22,7 @@ _TARGET_BY_PRECISION = {"fp16": "cuda", "int8": "cpu", "bf16": "cpu"}
 
 
 def _resolve_devices(requested: tuple[str, ...]) -> list[str]:
-    from ..runners import cuda_unavailable_reason
+    from ..cuda import cuda_unavailable_reason
 
     devices: list[str] = []
     for d in requested:
@@ -67,7 +67,7 @@ def _plan_variants(art: Artifact, named: tuple[str, ...], devices: list[str]):
 
 def _model_info(art: Artifact) -> dict:
     spec = art.spec
-    source = art.manifest.get("source", {})
+    source = art.source_record or {}
     location = str(source.get("location", art.root))
     return {
         "name": location if source.get("kind") == "builtin" else Path(location).name or str(art.root),
@@ -80,7 +80,7 @@ def _model_info(art: Artifact) -> dict:
 def _load_reference(art: Artifact):
     from ..sources import SourceRef, load_source
 
-    source = art.manifest.get("source")
+    source = art.source_record
     if not source:
         raise UserInputError(f"{art.root} records no model source, so PyTorch cannot be rebuilt for the reference row",
                              hint="pass --no-torch to time the ONNX variants alone")

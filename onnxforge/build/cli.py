@@ -14,7 +14,7 @@ BuildOut = Annotated[Path | None, typer.Option("--out", "-o", help="Artifact fol
 Config = Annotated[Path | None, typer.Option("--config", help="TOML options: onnxforge.toml or a pyproject.toml with a \\[tool.onnxforge] table (default: ./onnxforge.toml, else ./pyproject.toml's table). Flags win.", show_default=False)]
 Precision = Annotated[list[str] | None, typer.Option("--precision", help="fp32 (fused), fp16, int8; repeatable or comma-separated (default: fp32,int8 on CPU, plus fp16 on CUDA).", show_default=False)]
 BuildDevice = Annotated[str | None, typer.Option("--device", help="cpu, cuda or auto (default: cpu).", show_default=False)]
-Exporter = Annotated[str | None, typer.Option("--exporter", help="torchscript (default) or dynamo.", show_default=False)]
+Exporter = Annotated[str | None, typer.Option("--exporter", help="dynamo (default) or torchscript.", show_default=False)]
 Opset = Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: the exporter's).", show_default=False)]
 Strict = Annotated[bool | None, typer.Option("--strict/--no-strict", help="Fail when optimize cannot fuse the model completely.", show_default=False)]
 Smoke = Annotated[bool | None, typer.Option("--smoke/--no-smoke", help="Run the smoke test of every variant (default: on).", show_default=False)]

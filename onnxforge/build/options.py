@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
+# What optimize can build: a subset of vocab.PRECISIONS (see optimize.options).
+from ..optimize.options import PRECISIONS as BUILD_PRECISIONS
 from ..sources.args import SOURCE_FIELDS, SourceArgs, field_schema
 from ..vocab import DEVICES, EXPORTERS
 
-# What optimize can build (bf16: the OpenVINO IR variant, for CPUs that compute in bf16).
-BUILD_PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 # bf16 joins the CPU defaults only where the CPU has bf16 compute (resolved_precisions).
 DEFAULT_PRECISIONS = {"cpu": ("fp32", "int8", "bf16"), "cuda": ("fp32", "fp16", "int8")}
 
@@ -87,7 +87,7 @@ class BuildOptions:
 
     source: SourceArgs = SourceArgs()
     out: Path = Path("artifacts/minilm")
-    exporter: str = "torchscript"
+    exporter: str = EXPORTERS[0]  # dynamo
     opset: int | None = None
     # Empty: fused fp32 + int8 on CPU, plus fp16 on CUDA.
     precisions: tuple[str, ...] = ()

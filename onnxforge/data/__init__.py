@@ -29,8 +29,3 @@ def sample_texts(n: int | None = None, *, offset: int = 0) -> list[str]:
     """Real descriptions, in the file's (shuffled) order."""
     rows = _rows()[offset:]
     return [r[2] for r in (rows if n is None else rows[:n])]
-
-
-def sample_csv_path():
-    """A context-manager-free path to the CSV (the package is installed as files)."""
-    return resources.files(__name__).joinpath(SAMPLE_FILE)

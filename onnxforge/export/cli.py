@@ -10,7 +10,7 @@ import typer
 from ..cli_common import Force, JsonOut, OutDir, err_console, handle_errors, out_console, print_json_maybe
 from ..sources.cli_options import AppDir, HiddenSize, ModelArg, NumHeads, NumLayers, Task, TokenizerPath, Weights
 
-Exporter = Annotated[str, typer.Option("--exporter", help="torchscript (default: fully fused by ORT's optimizer) or dynamo.")]
+Exporter = Annotated[str, typer.Option("--exporter", help="dynamo (default: torch's supported exporter) or torchscript (fused fully by ORT's BERT optimizer).")]
 Opset = Annotated[int | None, typer.Option("--opset", help="ONNX opset (default: 17 for torchscript, 18 for dynamo).")]
 ExternalThreshold = Annotated[
     int | None,
@@ -22,7 +22,7 @@ ExternalThreshold = Annotated[
 def export_command(
     model: ModelArg = None,
     out: OutDir = Path("artifacts/model"),
-    exporter: Exporter = "torchscript",
+    exporter: Exporter = "dynamo",
     opset: Opset = None,
     task: Task = None,
     weights: Weights = None,
@@ -34,7 +34,7 @@ def export_command(
     external_data_threshold: ExternalThreshold = None,
     force: Force = False,
 ) -> None:
-    """Export a PyTorch BERT to ONNX with its tokenizer and a manifest, then check it at a new shape."""
+    """Export a PyTorch encoder to ONNX with its tokenizer and a manifest, then check it at a new shape."""
     from ..export import ExportOptions, export_model
     from ..sources import SourceArgs
 

@@ -1,15 +1,13 @@
 """torch -> ONNX with either exporter, written atomically as a new artifact folder.
 
-Default exporter: TorchScript with eager attention. ``onnxruntime.transformers``'
-BERT optimizer fuses that graph completely (Attention, SkipLayerNormalization,
-BiasGelu and EmbedLayerNormalization), while it fuses no Attention in a dynamo
-export; the dynamo path (SDPA attention) is fused by ``onnxscript``'s ort_fusions
-instead and gets no EmbedLayerNormalization. Both are supported; see docs/exporters.md.
+Default exporter: dynamo (torch's supported exporter; SDPA attention where the
+architecture has it, fused by onnxscript's ort_fusions). TorchScript with eager
+attention stays available: onnxruntime.transformers' BERT optimizer fuses that graph
+completely, EmbedLayerNormalization included. See docs/exporters.md and backends.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import shutil
 import time
@@ -27,21 +25,21 @@ from ..inputs import random_inputs
 from ..runners import make_session, run_session, run_torch
 from ..sources import LoadedModel, SourceRef, load_source
 from ..spec import ModelSpec
-from ..vocab import short_error
+from ..vocab import EXPORTERS, short_error
+from .backends import TRACE_SHAPE, captured_output, export_dynamo, export_torchscript, root_cause, write_failure_log
 
-EXPORTERS = ("torchscript", "dynamo")
+DEFAULT_EXPORTER = EXPORTERS[0]
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
 # Attention implementation each exporter's graph is fused best from.
 ATTENTION_FOR_EXPORTER = {"torchscript": "eager", "dynamo": "sdpa"}
 # Protobuf cannot hold more than 2 GiB; keep a margin for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
-TRACE_SHAPE = (2, 16)
 GOLDEN_TEXT_COUNT = 4
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    exporter: str = "torchscript"
+    exporter: str = DEFAULT_EXPORTER
     opset: int | None = None
     force: bool = False
     # Models whose weights exceed this many bytes keep them in model.onnx.data.
@@ -90,85 +88,6 @@ class ExportReport:
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "out": str(self.out), "check": self.check, "seconds": self.seconds,
                 "failures": self.failures()}
-
-
-@contextlib.contextmanager
-def _quiet_exporter():
-    """Hide the exporters' tracer and registration warnings unless debugging.
-
-    They are about code paths the shape check verifies anyway (a trace that baked a
-    shape fails that check loudly), and they bury onnxforge's own output.
-    """
-    import logging
-    import os
-    import warnings
-
-    if os.environ.get("ONNXFORGE_DEBUG"):
-        yield
-        return
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def _root_cause(e: BaseException) -> str:
-    """The innermost exception's first line, without the exporter's colour codes."""
-    import re
-
-    while e.__cause__ is not None:
-        e = e.__cause__
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:400] if text else ''}"
-
-
-def _trace_inputs(spec: ModelSpec):
-    import torch
-
-    feeds = random_inputs(spec, *TRACE_SHAPE, seed=7)
-    return tuple(torch.from_numpy(feeds[n]) for n in spec.input_names)
-
-
-def _export_torchscript(loaded: LoadedModel, path: Path, opset: int) -> None:
-    import torch
-
-    spec = loaded.spec
-    torch.onnx.export(
-        loaded.module,
-        _trace_inputs(spec),
-        str(path),
-        dynamo=False,
-        input_names=list(spec.input_names),
-        output_names=list(spec.output_names),
-        dynamic_axes=spec.dynamic_axes(),
-        opset_version=opset,
-        do_constant_folding=True,
-    )
-
-
-def _export_dynamo(loaded: LoadedModel, path: Path, opset: int) -> None:
-    import torch
-
-    spec = loaded.spec
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    seq = torch.export.Dim("sequence", min=1, max=spec.max_positions)
-    program = torch.onnx.export(
-        loaded.module,
-        _trace_inputs(spec),
-        dynamo=True,
-        input_names=list(spec.input_names),
-        output_names=list(spec.output_names),
-        dynamic_shapes=tuple({0: batch, 1: seq} for _ in spec.input_names),
-        opset_version=opset,
-        optimize=True,
-        verbose=False,
-    )
-    program.save(str(path), external_data=True)
 
 
 def _save_final(tmp_path: Path, final_path: Path, threshold: int) -> bool:
@@ -281,6 +200,14 @@ def _copy_support_files(stage: Path, loaded: LoadedModel) -> list[str]:
     if loaded.config_path is not None:
         shutil.copyfile(loaded.config_path, stage / "config.json")
         copied.append("config.json")
+    for name, src in sorted(loaded.extra_files.items()):
+        (stage / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, stage / name)
+        copied.append(name)
+    if "modules.json" in loaded.extra_files:
+        from ..sources.sentence_transformers import root_transformer_modules
+
+        root_transformer_modules(stage / "modules.json")
     if copied and "tokenizer.json" not in copied and loaded.tokenizer_files:
         ensure_tokenizer_json(stage)
         copied.append("tokenizer.json")
@@ -290,6 +217,31 @@ def _copy_support_files(stage: Path, loaded: LoadedModel) -> list[str]:
     return copied
 
 
+def run_exporter(loaded: LoadedModel, raw: Path, options: ExportOptions, out: Path) -> None:
+    """Run the chosen exporter; on failure, one line for the user and the exporter's text in a log."""
+    import torch
+
+    export = export_torchscript if options.exporter == "torchscript" else export_dynamo
+    model_name = type(loaded.module.model).__name__
+    failure = None
+    with captured_output() as output:
+        try:
+            export(loaded.module, loaded.spec, raw, options.resolved_opset)
+        except UserInputError:
+            raise
+        except (torch.onnx.errors.OnnxExporterError, torch.onnx.errors.UnsupportedOperatorError, RuntimeError,
+                ValueError, TypeError, AssertionError, NotImplementedError) as e:
+            failure = e
+    if failure is not None:
+        log = write_failure_log(out.parent / f"{out.name}.export.log", options.exporter, model_name,
+                                output.getvalue(), failure)
+        other = "torchscript" if options.exporter == "dynamo" else "dynamo"
+        raise UserInputError(
+            f"the {options.exporter} exporter could not export {model_name}: {root_cause(failure)}",
+            hint=f"the exporter's full output is in {log}; try --exporter {other}",
+        ) from failure
+
+
 def export_model(source: SourceRef, out: Path, options: ExportOptions = ExportOptions(), *, progress=None) -> ExportReport:
     """Export ``source`` into a new artifact folder ``out``; returns the shape-check report.
 
@@ -297,8 +249,6 @@ def export_model(source: SourceRef, out: Path, options: ExportOptions = ExportOp
     A failed shape check still publishes the folder (its manifest says why) and
     returns a falsy report, so the CLI exits 1 and the evidence stays inspectable.
     """
-    import torch
-
     started = time.perf_counter()
     out = Path(out)
     say = progress or (lambda msg: None)
@@ -308,7 +258,7 @@ def export_model(source: SourceRef, out: Path, options: ExportOptions = ExportOp
                                "folder the factory is imported from": source.app_dir})
     if out.is_dir() and any(out.iterdir()) and not options.force:
         raise UserInputError(f"--out {out} already exists and is not empty", hint="pass --force to replace it, or choose another folder")
-    attn = ATTENTION_FOR_EXPORTER[options.exporter] if source.kind in ("builtin", "hf") else None
+    attn = ATTENTION_FOR_EXPORTER[options.exporter]
     say("loading the PyTorch model")
     loaded = load_source(source, attn_implementation=attn)
     with staged_directory(out, force=options.force) as stage:
@@ -317,18 +267,7 @@ def export_model(source: SourceRef, out: Path, options: ExportOptions = ExportOp
         raw_dir = stage / ".raw"
         raw_dir.mkdir()
         raw = raw_dir / "model.onnx"
-        try:
-            with _quiet_exporter():
-                if options.exporter == "torchscript":
-                    _export_torchscript(loaded, raw, options.resolved_opset)
-                else:
-                    _export_dynamo(loaded, raw, options.resolved_opset)
-        except (torch.onnx.errors.OnnxExporterError, torch.onnx.errors.UnsupportedOperatorError, RuntimeError) as e:
-            raise UserInputError(
-                f"the {options.exporter} exporter could not export {type(loaded.module.model).__name__}: "
-                f"{_root_cause(e)}",
-                hint="try the other exporter (--exporter dynamo|torchscript)",
-            ) from e
+        run_exporter(loaded, raw, options, out)
         final = stage / BASE_MODEL_NAME
         external = _save_final(raw, final, options.external_data_threshold)
         shutil.rmtree(raw_dir)
@@ -359,11 +298,12 @@ def export_model(source: SourceRef, out: Path, options: ExportOptions = ExportOp
             "variants": {"base": {"file": BASE_MODEL_NAME, "precision": "fp32"}},
             "files": {},
             "goldens": goldens,
+            "pipeline": loaded.pipeline,
             "stages": {},
         }
         artifact = Artifact(stage, manifest)
-        for path in sorted(p for p in stage.iterdir() if p.is_file()):
-            artifact.record_file(path.name)
+        for path in sorted(p for p in stage.rglob("*") if p.is_file()):
+            artifact.record_file(path.relative_to(stage).as_posix())
         report = ExportReport(out=out, passed=bool(check["passed"]), check=check)
         report.seconds = round(time.perf_counter() - started, 2)
         artifact.record_stage("export", {"passed": report.passed, "seconds": report.seconds, "check": check,

@@ -1,20 +1,25 @@
 """Transformer fusions: the exported graph -> one fused op per attention, norm and GELU.
 
-Two maintained tools, chosen per graph:
+Two routes, chosen per graph:
 
 * ``onnxruntime.transformers.optimizer`` (model_type "bert", heads and hidden size from
   the ModelSpec) matches the TorchScript export of eager attention completely:
   Attention, SkipLayerNormalization, BiasGelu and EmbedLayerNormalization. On a dynamo
-  export it fuses the norms and GELUs but no attention ("failed to match qk path":
-  SDPA is exported as a different subgraph).
-* ``onnxscript.rewriter.ort_fusions.optimize_for_ort`` matches the dynamo export's SDPA
-  subgraph (Attention with an additive attention bias), the norms and GELUs. Running
-  the ORT optimizer after it picks up whatever onnxscript left.
+  export it fuses the norms and GELUs but no attention.
+* onnxforge's rule table (``optimize.rules.PIPELINE``, onnxscript rewriter rules run in a
+  declared order: EmbedLayerNormalization, onnxscript's ort_fusions, Q/K/V packing)
+  matches the dynamo export of every attention style (SDPA, eager, nn.MultiheadAttention,
+  hand-written) with the mask kept as an additive attention bias. Running the ORT
+  optimizer after it picks up whatever the rules left.
 
-The tool expected to suit the exporter runs first; when it leaves a required fusion
+The route expected to suit the exporter runs first; when it leaves a required fusion
 missing the other route runs too and the graph closest to the expectations wins.
-Every candidate's counts and each tool's contribution go into the report, and a
-missing fusion comes with the reason the tools gave (or a structural one).
+Every candidate's counts and each tool's contribution go into the report, with a
+per-layer breakdown that names the node where a pattern broke.
+
+A graph built for CPU then gets ``rules.CPU_KERNEL_CHOICES``: fused ops whose ORT CPU
+kernel is slower than the ops they replace are emitted unfused (``kernel_choices`` in
+the report; ``achieved`` still counts what fused).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spec import ModelSpec
+from ..vocab import short_error
 
 # Fused-op groups: what a fully fused BERT layer has, by any of the names the tools use.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -158,72 +164,23 @@ def run_ort_optimizer(model, spec: ModelSpec):
     return optimized.model, stats, _reasons(capture.lines)
 
 
-def run_onnxscript(model):
-    """onnxscript's ORT fusions, then constant folding (the packed QKV weights are a
-    Concat of three initializers after the rewrite; folding makes them one initializer,
-    which the quantizer and ORT's loader both want)."""
+def run_rules(model):
+    """The dynamo path's rule table (``optimize.rules.PIPELINE``: EmbedLayerNormalization,
+    onnxscript's ort_fusions, Q/K/V packing), in its declared order."""
     import onnx_ir as ir
-    import onnxscript.optimizer
-    from onnxscript.rewriter.ort_fusions import optimize_for_ort
+    import onnx_ir.passes.common as common_passes
+
+    from .rules import run_pipeline
+
+    def count(ir_model):
+        hist = Counter(n.op_type for n in ir_model.graph)
+        return {g: sum(hist[o] for o in ops) for g, ops in GROUPS.items()}
 
     ir_model = ir.from_proto(model)
-    ir_model, stats = optimize_for_ort(ir_model)
-    folded = onnxscript.optimizer.fold_constants(ir_model, input_size_limit=1 << 31, output_size_limit=1 << 31)
-    return ir.to_proto(ir_model), {k: v for k, v in stats.items() if v}, bool(getattr(folded, "modified", False))
-
-
-def _describe_producer(name: str, producers: dict, inputs: set[str], inits: set[str], depth: int = 3) -> str:
-    if name in inputs:
-        return name
-    if name in inits:
-        return f"<{name}>"
-    node = producers.get(name)
-    if node is None:
-        return "?"
-    if depth == 0:
-        return f"{node.op_type}(...)"
-    args = [_describe_producer(i, producers, inputs, inits, depth - 1) for i in node.input if i]
-    return f"{node.op_type}({', '.join(args)})"
-
-
-def explain_embed(model) -> str:
-    """Why ORT's EmbedLayerNormalization fusion did not match, read off the graph."""
-    graph = model.graph
-    inputs = {i.name for i in graph.input}
-    inits = {t.name for t in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    word = [n for n in graph.node if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] == "input_ids"]
-    if not word:
-        return "input_ids does not feed an embedding Gather directly, so the embedding pattern cannot start"
-    # Walk Add nodes from the word-embedding lookup to the first normalization.
-    frontier, adds, norm = [word[0].output[0]], [], None
-    for _ in range(4):
-        nxt = []
-        for t in frontier:
-            for c in consumers.get(t, []):
-                if c.op_type == "Add":
-                    adds.append(c)
-                    nxt.append(c.output[0])
-                elif c.op_type in ("LayerNormalization", "SkipLayerNormalization"):
-                    norm = norm or c
-        frontier = nxt
-    if norm is None:
-        return "no LayerNormalization over the summed embeddings (word + position [+ token type])"
-    others = []
-    for add in adds:
-        for i in add.input:
-            p = producers.get(i)
-            if p is not None and p.op_type == "Gather" and p is not word[0]:
-                others.append(f"{p.input[0]} indexed by {_describe_producer(p.input[1], producers, inputs, inits)}")
-    return (
-        "ORT matches position ids built as Slice(position_ids, 0, Unsqueeze(Gather(Shape(input_ids), 1))) "
-        "(or Expand(Range) over input_ids' length) feeding an Attention; this graph has "
-        + ("; ".join(others) if others else "no position-embedding Gather next to the word embedding")
-    )
+    steps = run_pipeline(ir_model, count)
+    # Rewrites leave the replaced projection weights behind; ORT would warn about each one.
+    common_passes.RemoveUnusedNodesPass()(ir_model)
+    return ir.to_proto(ir_model), steps
 
 
 def _structural_reason(group: str, model, achieved: int, expected: int) -> str:
@@ -237,6 +194,8 @@ def _structural_reason(group: str, model, achieved: int, expected: int) -> str:
     if group == "Gelu":
         return f"{hist['Erf']} Erf / {hist['Tanh']} Tanh left unfused"
     if group == "EmbedLayerNormalization":
+        from .rules.explain import explain_embed
+
         return explain_embed(model)
     return f"{achieved} of {expected}"
 
@@ -260,28 +219,36 @@ def _candidate_ort(base, spec):
     return model, tools
 
 
-def _candidate_onnxscript(base, spec):
-    first, stats, folded = run_onnxscript(base)
+def _candidate_rules(base, spec):
+    first, steps = run_rules(base)
     after_first = group_counts(first)
-    model, ort_stats, reasons = run_ort_optimizer(first, spec)
+    try:
+        # A copy: the ORT optimizer edits the proto in place and may stop half-way.
+        model, ort_stats, reasons = run_ort_optimizer(type(first).FromString(first.SerializeToString()), spec)
+    except Exception as e:  # e.g. its SkipLayerNorm fusion indexes a LayerNorm bias that is absent
+        model, ort_stats = first, {}
+        reasons = {"error": [f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}; "
+                             "kept the rules' graph"]}
     after = group_counts(model)
-    tools = [
-        {"tool": ONNXSCRIPT_TOOL, "settings": {"function": "optimize_for_ort", "fold_constants": folded},
-         "fused": after_first, "stats": stats, "reasons": {}},
-        {"tool": ORT_TOOL, "settings": {"model_type": "bert", "num_heads": spec.num_heads,
-                                        "hidden_size": spec.hidden_size, "opt_level": 0, "after": ONNXSCRIPT_TOOL},
-         "fused": {g: after[g] - after_first[g] for g in after}, "stats": ort_stats, "reasons": reasons},
-    ]
+    tools = [{"tool": st["tool"], "settings": {"step": i, "rule": st["step"]}
+              | ({"function": "optimize_for_ort", "fold_constants": True} if st["tool"] == ONNXSCRIPT_TOOL else {}),
+              "fused": st["fused"], "stats": {"rewrites": st["rewrites"]}, "reasons": {}}
+             for i, st in enumerate(steps)]
+    tools.append({"tool": ORT_TOOL, "settings": {"model_type": "bert", "num_heads": spec.num_heads,
+                                                 "hidden_size": spec.hidden_size, "opt_level": 0, "after": "rules"},
+                  "fused": {g: after[g] - after_first[g] for g in after}, "stats": ort_stats, "reasons": reasons})
     return model, tools
 
 
 CANDIDATES = {
     "onnxruntime": _candidate_ort,
-    "onnxscript+onnxruntime": _candidate_onnxscript,
+    "onnxscript+onnxruntime": _candidate_rules,
 }
 
 
-def fuse(base_path: Path, spec: ModelSpec, exporter: str | None, config_path: Path | None, *, say=None) -> FusionOutcome:
+def fuse(base_path: Path, spec: ModelSpec, exporter: str | None, config_path: Path | None, *, say=None,
+         device: str | None = None) -> FusionOutcome:
+    """Fuse the export; ``device`` "cpu" also applies the CPU kernel choices (rules.CPU_KERNEL_CHOICES)."""
     import onnx
 
     say = say or (lambda m: None)
@@ -297,7 +264,7 @@ def fuse(base_path: Path, spec: ModelSpec, exporter: str | None, config_path: Pa
         try:
             model, tools = CANDIDATES[name](onnx.ModelProto.FromString(base.SerializeToString()), spec)
         except Exception as e:  # a tool that crashes on this graph is a reason, not a stop
-            tried.append({"route": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"})
+            tried.append({"route": name, "error": f"{type(e).__name__}: {short_error(e, 300) if str(e) else ''}"})
             continue
         groups = group_counts(model)
         entry = {"route": name, "counts": groups, "nodes": len(model.graph.node), "tools": tools}
@@ -328,6 +295,8 @@ def fuse(base_path: Path, spec: ModelSpec, exporter: str | None, config_path: Pa
         why.append(_structural_reason(group, model, achieved[group], want))
         missing[group] = "; ".join(dict.fromkeys(why))
     required = [g for g in expected if g not in OPTIONAL]
+    per_layer = _per_layer(model, expected, spec.num_layers)
+    kernel_choices = _cpu_kernel_choices(model) if device == "cpu" else []
     report = {
         "expected": expected,
         "achieved": achieved,
@@ -345,8 +314,34 @@ def fuse(base_path: Path, spec: ModelSpec, exporter: str | None, config_path: Pa
         "fused_ops": {op: n for op, n in Counter(n.op_type for n in model.graph.node).items()
                       if any(op in ops for ops in GROUPS.values())},
         "right_padding_required": _mask_index_attention(model),
+        "per_layer": per_layer,
+        # Fused ops deliberately emitted unfused for the target device ("achieved" counts the fusion).
+        "kernel_choices": {"device": device, "steps": kernel_choices},
     }
     return FusionOutcome(model, report)
+
+
+def _cpu_kernel_choices(model) -> list[dict[str, Any]]:
+    """Rewrite, in place, fused ops whose CPU kernel is slower than what they replaced."""
+    import onnx_ir as ir
+    import onnx_ir.passes.common as common_passes
+
+    from .rules import CPU_KERNEL_CHOICES
+
+    ir_model = ir.from_proto(model)
+    steps = [{"step": step.name, "tool": step.tool, "rewrites": step.apply(ir_model), "why": step.why_here}
+             for step in CPU_KERNEL_CHOICES]
+    common_passes.RemoveUnusedNodesPass()(ir_model)
+    model.CopyFrom(ir.to_proto(ir_model))
+    return steps
+
+
+def _per_layer(model, expected: dict[str, int], num_layers: int) -> dict[str, Any]:
+    import onnx_ir as ir
+
+    from .rules.layer_report import layer_report
+
+    return layer_report(ir.from_proto(model), GROUPS, expected, num_layers)
 
 
 def _ensure_domains(model) -> None:

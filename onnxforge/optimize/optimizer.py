@@ -116,7 +116,7 @@ def run_checks(artifact: Artifact, spec: ModelSpec, candidate: Path, fused_fp32,
     session, _ = make_session(candidate, "cpu")
     checks = []
     # 1. PyTorch's own outputs for real texts, stored by export (goldens.npz).
-    goldens, entry = None, artifact.manifest.get("goldens")
+    goldens, entry = None, artifact.goldens_entry
     try:
         # A manifest without goldens (no tokenizer at export), or whose file is gone: no goldens check.
         if entry and goldens_path(artifact.root, entry).is_file():
@@ -227,9 +227,9 @@ def optimize_artifact(artifact_dir: Path, options: OptimizeOptions = OptimizeOpt
 
     from .fusion import fuse
 
-    exporter = (artifact.manifest.get("export") or {}).get("exporter")
+    exporter = artifact.export_record.get("exporter")
     config = artifact.root / "config.json"
-    fusion = fuse(base_path, spec, exporter, config if config.is_file() else None, say=say)
+    fusion = fuse(base_path, spec, exporter, config if config.is_file() else None, say=say, device=options.target_device)
     if fusion.report["right_padding_required"]:
         notes.append("fused Attention reads the mask as per-row lengths (EmbedLayerNormalization's mask_index): "
                      "feed right-padded batches (the artifact's tokenizer pads on the right)")
@@ -257,7 +257,7 @@ def optimize_artifact(artifact_dir: Path, options: OptimizeOptions = OptimizeOpt
         int8_report["check_texts"] = {"count": options.check_texts, "offset": options.check_offset}
 
     root = artifact.root
-    external = bool((artifact.manifest.get("export") or {}).get("external_data")) or model.ByteSize() > (2 << 30) - (64 << 20)
+    external = bool(artifact.export_record.get("external_data")) or model.ByteSize() > (2 << 30) - (64 << 20)
     staging = Path(tempfile.mkdtemp(prefix=f".optimize-{options.variant}-", dir=root))
     # From the first rename to the manifest save, Ctrl-C/SIGTERM wait: the model files
     # and the manifest that records their hashes change together.

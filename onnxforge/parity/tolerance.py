@@ -63,11 +63,6 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
 }
 assert set(DEFAULT_TOLERANCES) == set(PRECISIONS), "one default tolerance per precision in vocab.PRECISIONS"
 
-# The per-output override fields: a mapping of output name (or ``*`` for every output)
-# to a value, named like Tolerance's fields.
-OVERRIDE_FIELDS = ("atol", "rtol", "min_cosine", "min_argmax")
-
-
 def default_tolerance(precision: str | None) -> Tolerance:
     """The default for ``precision``; an unknown or missing precision is judged as fp32."""
     return DEFAULT_TOLERANCES.get(precision or "fp32") or DEFAULT_TOLERANCES["fp32"]

@@ -16,20 +16,20 @@ from typing import Any
 
 import numpy as np
 
+from ..artifact import Artifact
 from ..parity.goldens import GoldensUnreadable, goldens_path, read_goldens
 from ..parity.judge import judge_output
 from ..parity.tolerance import Tolerance, default_tolerance
 from ..report import Check, ChecksReport
-from ..spec import ModelSpec
-from ..vocab import short_error, stage_key
+from ..vocab import VALIDATE, short_error, stage_key
 
 
-def variant_tolerances(manifest: dict[str, Any], variant: str) -> tuple[dict[str, Tolerance], str]:
+def variant_tolerances(art: Artifact, variant: str) -> tuple[dict[str, Tolerance], str]:
     """Per-output tolerance for a variant and where it came from."""
-    spec = ModelSpec.from_dict(manifest["spec"])
-    precision = manifest["variants"][variant].get("precision", "fp32")
-    recorded = (manifest.get("stages", {}).get(stage_key("validate", variant)) or {}).get("tolerances") or {}
-    origin = stage_key("validate", variant) if recorded else f"default for {precision}"
+    spec = art.spec
+    precision = art.variant_precision(variant) or "fp32"
+    recorded = (art.stage_record(VALIDATE, variant) or {}).get("tolerances") or {}
+    origin = stage_key(VALIDATE, variant) if recorded else f"default for {precision}"
     tolerances = {name: Tolerance.from_dict(recorded[name]) if recorded.get(name) else default_tolerance(precision)
                   for name in spec.output_names}
     return tolerances, origin
@@ -108,7 +108,7 @@ def _problem(kind: str, text: str) -> Check:
     return Check(text, False, about={"kind": kind})
 
 
-def check_goldens(folder: Path, manifest: dict[str, Any], variant: str, device: str) -> GoldensReport:
+def check_goldens(art: Artifact, variant: str, device: str) -> GoldensReport:
     """Tokenize the golden texts, run ``variant`` on ``device``, compare with PyTorch.
 
     Never raises for a model that fails to load or run (that is a failed check).
@@ -116,16 +116,17 @@ def check_goldens(folder: Path, manifest: dict[str, Any], variant: str, device: 
     from ..runners import make_session, run_session
     from ..runtime.engine import open_engine, openvino_precision, variant_engine
 
-    entry_goldens = manifest.get("goldens") or {}
+    folder = art.root
+    entry_goldens = art.goldens_entry or {}
     if not entry_goldens or not goldens_path(Path(folder), entry_goldens).is_file():
         return GoldensReport(variant, skipped="the artifact has no golden texts (no tokenizer at export)")
     try:
         goldens = read_goldens(Path(folder), entry_goldens)
     except GoldensUnreadable as e:
         return GoldensReport(variant, checks=[_problem("goldens", str(e))])
-    spec = ModelSpec.from_dict(manifest["spec"])
-    entry = manifest["variants"][variant]
-    tolerances, origin = variant_tolerances(manifest, variant)
+    spec = art.spec
+    entry = art.variant_record(variant)
+    tolerances, origin = variant_tolerances(art, variant)
     report = GoldensReport(variant, texts=len(goldens.texts), tolerance_from=origin)
     feeds = {n: goldens.inputs[n] for n in spec.input_names if n in goldens.inputs}
     if (Path(folder) / "tokenizer.json").is_file() and goldens.texts:

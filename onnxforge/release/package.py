@@ -22,7 +22,7 @@ from typing import Any
 from .. import __version__
 from ..artifact import CONFIG_FILES, GOLDENS_NAME, MANIFEST_NAME, TOKENIZER_FILES, Artifact, model_files, sha256_file
 from ..errors import UserInputError
-from ..vocab import DEVICES, PER_VARIANT_STAGES, stage_key
+from ..vocab import DEVICES, PER_VARIANT_STAGES, VARIANTS, stage_key
 from .archive import archive_stem, check_archive_name, write_archive
 from .card import CARD_NAME, render_card
 from .seal import seal
@@ -30,6 +30,7 @@ from .seal import seal
 PACKAGE_FORMAT = 1
 # Which variant the card's example and the Triton repository use, best first.
 PREFERRED_VARIANTS = ("optimized", "base", "int8", "fp16")
+assert set(PREFERRED_VARIANTS) <= set(VARIANTS), "an order over vocab.VARIANTS"
 # Stage records about packaging itself stay out of the packaged manifest, or the
 # second packaging of a folder would differ from the first.
 NOT_PACKAGED_STAGES = ("package", "verify")
@@ -164,7 +165,7 @@ def _support_files(art: Artifact) -> list[str]:
 def _integrity(art: Artifact, names: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Hash every file going into the archive and compare with what its stage recorded."""
     table, failures = {}, []
-    recorded = art.manifest.get("files", {})
+    recorded = art.files
     for name in names:
         path = art.root / name
         if path.is_symlink() or not path.is_file():
@@ -320,7 +321,7 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
         if integrity_failures:
             continue
         say(f"re-running the golden texts through '{v}'")
-        check = check_goldens(art.root, art.manifest, v, options.device)
+        check = check_goldens(art, v, options.device)
         golden_checks[v] = check.to_dict()
         failures += check.failures()
     report.goldens = golden_checks

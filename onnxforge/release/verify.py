@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..artifact import MANIFEST_NAME, sha256_file
+from ..artifact import MANIFEST_NAME, Artifact, sha256_file
 from ..errors import CheckFailed, UserInputError
 from ..report import Check, ChecksReport
 from ..vocab import DEVICES
@@ -190,13 +190,14 @@ def _verify_folder(root: Path, report: VerifyReport, options: VerifyOptions, say
         # Without a readable spec and variant table the models cannot be checked.
         report.add("manifest", MANIFEST_NAME, False, problem)
         return
-    _check_signatures(root, manifest, report, bad_files, is_package)
-    if is_package and manifest["package"].get("triton"):
-        _check_triton(root, manifest, report, bad_files)
+    # The structure is sound from here on: read it through the Artifact accessors.
+    art = Artifact(root, manifest)
+    _check_signatures(art, report, bad_files, is_package)
+    if is_package and art.table("package").get("triton"):
+        _check_triton(art, report, bad_files)
     if options.goldens:
-        _check_goldens(root, manifest, report, bad_files, options, say)
-    report.details.update({"variants": list(manifest.get("variants", {})), "files": len(manifest["files"]),
-                           "package": bool(is_package)})
+        _check_goldens(art, report, bad_files, options, say)
+    report.details.update({"variants": list(art.variants), "files": len(art.files), "package": bool(is_package)})
 
 
 def _structure_problem(manifest: dict[str, Any], is_package: bool) -> str | None:
@@ -279,17 +280,16 @@ def _spec_signature_problems(sig: dict[str, Any], spec) -> list[str]:
     return problems
 
 
-def _check_signatures(root: Path, manifest: dict[str, Any], report: VerifyReport, bad: set[str], is_package: bool) -> None:
+def _check_signatures(art: Artifact, report: VerifyReport, bad: set[str], is_package: bool) -> None:
     from ..graph import load_graph, opset, signature
-    from ..spec import ModelSpec
 
-    spec = ModelSpec.from_dict(manifest["spec"])
-    for variant, entry in manifest.get("variants", {}).items():
+    root, spec = art.root, art.spec
+    for variant, entry in art.variants.items():
         file = entry.get("file", "")
         if file in bad:
             report.add("signature", file or variant, None, "not read: the file failed its own check")
             continue
-        if file not in manifest["files"] or not (root / file).is_file():
+        if file not in art.files or not (root / file).is_file():
             # Not covered by the file checks: a variant pointing elsewhere must fail, not skip.
             report.add("signature", file or variant, False, f"variant '{variant}' names a file the manifest does not list")
             continue
@@ -306,7 +306,7 @@ def _check_signatures(root: Path, manifest: dict[str, Any], report: VerifyReport
             report.add("signature", file, False, e.message)
             continue
         if is_package:
-            recorded = manifest["package"]["models"].get(variant, {})
+            recorded = art.table("package")["models"].get(variant, {})
             problems = []
             if sig != recorded.get("signature"):
                 problems.append(f"graph I/O {json.dumps(sig)} differs from the manifest's {json.dumps(recorded.get('signature'))}")
@@ -319,31 +319,33 @@ def _check_signatures(root: Path, manifest: dict[str, Any], report: VerifyReport
                    f"{len(sig['inputs'])} inputs, {len(sig['outputs'])} outputs as recorded")
 
 
-def _check_triton(root: Path, manifest: dict[str, Any], report: VerifyReport, bad: set[str]) -> None:
+def _check_triton(art: Artifact, report: VerifyReport, bad: set[str]) -> None:
     from .triton import check_config
 
-    triton = manifest["package"]["triton"]
+    root, package = art.root, art.table("package")
+    triton = package["triton"]
     rel = f"{triton['folder']}/config.pbtxt"
     if rel in bad or not (root / rel).is_file():
         report.add("triton", rel, None, "not read: the file failed its own check")
         return
-    signature = manifest["package"]["models"][triton["variant"]]["signature"]
+    signature = package["models"][triton["variant"]]["signature"]
     problems = check_config((root / rel).read_text(encoding="utf-8"), signature)
     report.add("triton", rel, not problems, "; ".join(problems) or "valid for the model's signature")
 
 
-def _check_goldens(root: Path, manifest: dict[str, Any], report: VerifyReport, bad: set[str], options: VerifyOptions, say) -> None:
+def _check_goldens(art: Artifact, report: VerifyReport, bad: set[str], options: VerifyOptions, say) -> None:
     from .goldens import check_goldens
 
-    needed_support = [n for n in ("goldens.npz", "tokenizer.json") if n in manifest["files"]]
-    for variant, entry in manifest.get("variants", {}).items():
+    root = art.root
+    needed_support = [n for n in ("goldens.npz", "tokenizer.json") if n in art.files]
+    for variant, entry in art.variants.items():
         file = entry.get("file", "")
         broken = [n for n in [file, f"{file}.data", *needed_support] if n in bad]
         if broken or not (root / file).is_file():
             report.add("goldens", file or variant, None, f"not run: {', '.join(broken) or file} failed its own check")
             continue
         say(f"re-running the golden texts through '{variant}'")
-        result = check_goldens(root, manifest, variant, options.device)
+        result = check_goldens(art, variant, options.device)
         report.details.setdefault("goldens", {})[variant] = result.to_dict()
         if result.skipped:
             report.add("goldens", file, None, result.skipped)
@@ -357,8 +359,6 @@ def _check_goldens(root: Path, manifest: dict[str, Any], report: VerifyReport, b
 def verify_and_record(artifact_dir: str | Path, archive: str | Path, options: VerifyOptions = VerifyOptions(), *,
                       progress=None) -> VerifyReport:
     """Verify the archive packaged from ``artifact_dir``, and record the verdict there as its ``verify`` stage."""
-    from ..artifact import Artifact
-
     report = verify_path(archive, options, progress=progress)
     d = report.to_dict()
     art = Artifact.open(artifact_dir)

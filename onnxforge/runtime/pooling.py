@@ -60,7 +60,11 @@ def result_kind(spec: ModelSpec) -> str:
 def token_output(spec: ModelSpec) -> str | None:
     """The token-level output that embeddings are pooled from (what serve's return_tokens gives)."""
     plan = embedding_plan(spec)
-    return plan[0] if plan and plan[1] else None
+    if plan and plan[1]:
+        return plan[0]
+    # A graph with its own sentence_embedding still has the token-level output beside it.
+    token_level = {o.name for o in spec.outputs if len(o.axes) == 3 and o.axes[1] == SEQUENCE_AXIS}
+    return next((n for n in TOKEN_OUTPUT_NAMES if n in token_level), None)
 
 
 def pooled(spec: ModelSpec, outputs: dict[str, np.ndarray], mask: np.ndarray, *, normalize: bool = True) -> np.ndarray:

@@ -20,8 +20,9 @@ import numpy as np
 from ..artifact import Artifact
 from ..errors import CheckFailed, UserInputError
 from ..spec import ModelSpec
+from ..textbatch import pipeline_max_length, pipeline_texts
 from ..tokenizer import load_tokenizer
-from ..vocab import resolve_device
+from ..vocab import CONCRETE_DEVICES, VARIANTS, resolve_device
 from .checks import check_graph_inputs, check_tokenizer_against_model
 from .engine import Engine, open_engine, openvino_precision, variant_engine
 from .pooling import classes, pooled, result_kind
@@ -33,6 +34,7 @@ from .texts import check_texts
 # by default: it trades accuracy (cosine ~0.99 on MiniLM) for speed, a choice the user
 # makes with --variant int8.
 DEFAULT_VARIANTS = {"cuda": ("fp16", "optimized", "base"), "cpu": ("optimized", "base")}
+assert set(DEFAULT_VARIANTS) == set(CONCRETE_DEVICES) and all(set(v) <= set(VARIANTS) for v in DEFAULT_VARIANTS.values())
 
 
 def choose_variant(variants: dict[str, Any], device: str, preferred: str | None = None) -> str:
@@ -104,6 +106,7 @@ class Runtime:
         self.checks = checks
         self._graph_inputs = tuple(engine.input_names)
         self._output_names = list(self.spec.output_names)
+        self.pipeline = dict(artifact.manifest.get("pipeline") or {})
 
     # -- loading -------------------------------------------------------------------
     @classmethod
@@ -136,6 +139,10 @@ class Runtime:
         # Not strict: a CUDA request is checked by the session itself, which names the providers.
         target = resolve_device(device, strict=False)
         tokenizer = load_tokenizer(artifact.root)
+        # The model's own pipeline (sentence-transformers' max_seq_length) decides truncation
+        # unless the caller asks for another length.
+        if max_length is None:
+            max_length = pipeline_max_length(artifact.manifest)
         checks = check_tokenizer_against_model(tokenizer, spec, artifact.root, max_length)
         # Pad by hand (see pad): the tokenizer only truncates.
         tokenizer.no_padding()
@@ -201,13 +208,14 @@ class Runtime:
             "outputs": list(self.spec.output_names),
             "labels": list(self.spec.labels),
             "note": self.checks.get("device_note"),
+            "pipeline": self.pipeline or None,
         }
 
 
     # -- texts -> inputs -----------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> list:
         """Truncated, unpadded encodings (the Rust tokenizer, parallel over texts)."""
-        texts = check_texts(texts)
+        texts = pipeline_texts(check_texts(texts), self.artifact.manifest)
         encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
         return encode(texts)
 

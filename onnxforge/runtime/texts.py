@@ -9,14 +9,17 @@ import numpy as np
 from ..errors import UserInputError
 
 
-def length_groups(lengths: np.ndarray, max_batch: int, *, slack: float = 1.5) -> list[np.ndarray]:
+def length_groups(lengths: np.ndarray, max_batch: int, *, slack: float = 1.5,
+                  max_tokens: int | None = None) -> list[np.ndarray]:
     """Split texts into ORT calls by token length, so short texts are not padded to long ones.
 
     Indices are sorted by length and cut into runs of at most ``max_batch``; a run also
     ends before a text that would make its padded size (count x longest) exceed
     ``slack`` times its real tokens. Every call then wastes at most a third of its work
     on padding (slack 1.5), and since each such cut raises the length by that factor,
-    it adds at most log_1.5(max length), about 16, calls.
+    it adds at most log_1.5(max length), about 16, calls. With ``max_tokens`` a run
+    also ends before its padded size would exceed that budget (the server's
+    ``--max-batch-tokens``); a single text over the budget still gets a call of its own.
     """
     lengths = np.asarray(lengths)
     order = np.argsort(lengths, kind="stable")
@@ -25,7 +28,9 @@ def length_groups(lengths: np.ndarray, max_batch: int, *, slack: float = 1.5) ->
     for k, index in enumerate(order):
         length = max(int(lengths[index]), 1)
         size = k - start
-        if size and (size >= max_batch or (size + 1) * length > slack * (real + length)):
+        padded = (size + 1) * length  # sorted ascending: this text is the run's longest
+        if size and (size >= max_batch or padded > slack * (real + length)
+                     or (max_tokens is not None and padded > max_tokens)):
             groups.append(order[start:k])
             start, real = k, 0
         real += length

@@ -1,11 +1,16 @@
 """The micro-batcher: concurrent requests gathered into one model call on one inference thread.
 
 An asyncio queue takes requests, one batcher task collects what is waiting (up to
-``max_batch`` texts, or ``max_wait_ms`` once several clients are active) and hands the
-batch to one inference thread, so the event loop keeps accepting requests while the
-model runs, and requests that arrive during a run form the next batch. Inside a
-batch, texts are grouped by token length so short texts are not padded to the
-longest one. A full queue answers 503 with ``Retry-After``.
+``max_batch`` texts and ``max_batch_tokens`` tokens, or ``max_wait_ms`` once several
+clients are active) and hands the batch to one inference thread, so the event loop
+keeps accepting requests while the model runs, and requests that arrive during a run
+form the next batch. Inside a batch, texts are grouped by token length so short texts
+are not padded to the longest one, and no model call exceeds the token budget
+(padding included). A full queue answers 503 with ``Retry-After``.
+
+Routes tokenize a request before it queues (``intake.tokenize``), so its token count
+is known when the batch is gathered; a request that comes without encodings is
+tokenized here.
 """
 
 from __future__ import annotations
@@ -14,15 +19,16 @@ import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from ..runtime.pooling import l2_normalize
 from ..runtime.results import shape_results
 from ..runtime.texts import length_groups
 from .options import ServeOptions
 from .protocol import HTTPError, dumps
+from .token_budget import BatchBudget, padded_tokens
+from .vectors import shape_embeddings
 
 
 @dataclass
@@ -30,7 +36,13 @@ class _Item:
     texts: list[str]
     normalize: bool
     return_tokens: bool
-    future: asyncio.Future
+    future: asyncio.Future | None
+    # The texts' encodings, tokenized by the route (None: the batcher tokenizes them).
+    encodings: list | None = None
+    dimensions: int | None = None
+    # Writes the response from the item and its rows (None: the /embed and /predict payload).
+    render: Callable[["_Item", list[dict[str, Any]]], bytes] | None = None
+    tokens: int = 0  # real tokens of the encodings, for the gathering budget
 
 
 _STOP = object()
@@ -39,9 +51,11 @@ _STOP = object()
 class MicroBatcher:
     """Gathers concurrent requests into batches for one inference thread."""
 
-    def __init__(self, runtime, options: ServeOptions):
+    def __init__(self, runtime, options: ServeOptions, metrics=None):
         self.runtime = runtime
         self.options = options
+        self.metrics = metrics  # a ServeMetrics, told each model call's size
+        self.budget = BatchBudget(options.max_batch, options.max_batch_tokens)
         self.kind = runtime.kind
         self.pending_texts = 0
         self.requests = 0
@@ -72,7 +86,8 @@ class MicroBatcher:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def submit(self, texts: list[str], normalize: bool, return_tokens: bool) -> bytes:
+    async def submit(self, texts: list[str], normalize: bool, return_tokens: bool, *, encodings: list | None = None,
+                     dimensions: int | None = None, render=None) -> bytes:
         if not self.accepting or self._queue is None:
             raise HTTPError(503, "shutting_down", "the server is not accepting requests (starting or shutting down)",
                             {"Retry-After": str(self.options.retry_after_s)})
@@ -83,7 +98,8 @@ class MicroBatcher:
         future = asyncio.get_running_loop().create_future()
         self.requests += 1
         self.pending_texts += len(texts)
-        self._queue.put_nowait(_Item(texts, normalize, return_tokens, future))
+        tokens = sum(len(e.ids) for e in encodings) if encodings is not None else 0
+        self._queue.put_nowait(_Item(texts, normalize, return_tokens, future, encodings, dimensions, render, tokens))
         try:
             # On timeout wait_for cancels the future: the batcher then skips the request.
             return await asyncio.wait_for(future, self.options.request_timeout_s)
@@ -105,7 +121,7 @@ class MicroBatcher:
         return await asyncio.wait_for(self._queue.get(), timeout)
 
     async def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
-        items, count, stop = [first], len(first.texts), False
+        items, count, tokens, stop = [first], len(first.texts), first.tokens, False
         loop = asyncio.get_running_loop()
         # Wait for stragglers only when clients are evidently concurrent (the last batch
         # held several requests, or more are queued): a lone client never waits.
@@ -119,11 +135,12 @@ class MicroBatcher:
             if item is _STOP:
                 stop = True
                 break
-            if count + len(item.texts) > self.options.max_batch:
+            if not self.budget.admits(count, tokens, len(item.texts), item.tokens):
                 self._held = item
                 break
             items.append(item)
             count += len(item.texts)
+            tokens += item.tokens
         return items, stop
 
     async def _run(self) -> None:
@@ -144,49 +161,74 @@ class MicroBatcher:
             live = [i for i in items if not i.future.done()]  # clients that went away cost nothing
             if not live:
                 continue
-            results = await loop.run_in_executor(self._executor, self._process, live)
+            # Each request is answered as soon as its own texts have run (see _process).
+            deliver = lambda item, result: loop.call_soon_threadsafe(self._resolve, item, result)  # noqa: E731
+            results = await loop.run_in_executor(self._executor, self._process, live, deliver)
             for item, result in zip(live, results):
-                if item.future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    item.future.set_exception(result)
-                else:
-                    item.future.set_result(result)
+                self._resolve(item, result)
+
+    @staticmethod
+    def _resolve(item: _Item, result: bytes | BaseException) -> None:
+        if item.future is None or item.future.done():
+            return
+        if isinstance(result, BaseException):
+            item.future.set_exception(result)
+        else:
+            item.future.set_result(result)
 
     # -- inference (the worker thread) -------------------------------------------
-    def _process(self, items: list[_Item]) -> list[bytes | BaseException]:
+    def _process(self, items: list[_Item], deliver=None) -> list[bytes | BaseException]:
+        """Run the batch's texts in length-sorted model calls; one result per request.
+
+        ``deliver(item, result)``, when given, is called (from this thread) as soon as a
+        request's last text has run, so short requests do not wait for the call that
+        holds a long neighbour (calls run shortest first).
+        """
         texts = [t for item in items for t in item.texts]
+        results: list[bytes | BaseException | None] = [None] * len(items)
         try:
-            encodings = self.runtime.tokenize(texts)
+            encodings = [e for item in items
+                         for e in (item.encodings if item.encodings is not None else self.runtime.tokenize(item.texts))]
             lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
+            counts = [len(item.texts) for item in items]
+            starts = np.concatenate([[0], np.cumsum(counts)])
+            owner = np.repeat(np.arange(len(items)), counts)  # text -> its request
+            remaining = list(counts)
             rows: list[dict[str, Any]] = [{} for _ in texts]
             tokens = any(item.return_tokens for item in items)
-            for group in length_groups(lengths, self.options.max_batch):
+            for group in length_groups(lengths, self.options.max_batch, max_tokens=self.options.max_batch_tokens):
                 enc = self.runtime.pad([encodings[i] for i in group])
                 outputs = self.runtime.run(enc.feeds)
+                if self.metrics is not None:
+                    self.metrics.observe_batch(len(group), padded_tokens(enc.lengths))
                 # Unnormalized: each request chooses normalize for itself (see _payload).
                 shaped = shape_results(self.runtime.spec, enc, outputs, normalize=False, token_vectors=tokens)
                 for j, i in enumerate(group):
                     rows[i] = shaped.row(j)
+                    k = int(owner[i])
+                    remaining[k] -= 1
+                    if remaining[k] == 0:
+                        results[k] = self._render(items[k], rows[starts[k]:starts[k + 1]])
+                        if deliver is not None:
+                            deliver(items[k], results[k])
             self.batches += 1
             self.batched_texts += len(texts)
-        except Exception as e:  # a bug or a runtime failure: every request in the batch gets 500
-            return [e for _ in items]
-        results: list[bytes | BaseException] = []
-        start = 0
-        for item in items:
-            part = rows[start:start + len(item.texts)]
-            start += len(item.texts)
-            results.append(dumps(self._payload(item, part)))
+        except Exception as e:  # a bug or a runtime failure: every request not yet answered gets 500
+            return [e if r is None else r for r in results]
         return results
+
+    def _render(self, item: _Item, rows: list[dict[str, Any]]) -> bytes | BaseException:
+        try:  # one request's bad option (dimensions over the model's size) is its own error
+            return item.render(item, rows) if item.render is not None else dumps(self._payload(item, rows))
+        except Exception as e:
+            return e
 
     def _payload(self, item: _Item, rows: list[dict[str, Any]]) -> dict[str, Any]:
         common = {"tokens": [r["tokens"] for r in rows], "truncated": [r["truncated"] for r in rows]}
         if self.kind == "embedding":
-            vectors = np.stack([r["embedding"] for r in rows])
-            if item.normalize:
-                vectors = l2_normalize(vectors)
-            payload = {"embeddings": np.ascontiguousarray(vectors, dtype=np.float32), "dimension": int(vectors.shape[1]),
+            vectors = shape_embeddings(np.stack([r["embedding"] for r in rows]), dimensions=item.dimensions,
+                                       normalize=item.normalize)
+            payload = {"embeddings": vectors, "dimension": int(vectors.shape[1]),
                        "normalized": item.normalize, **common}
             if item.return_tokens:
                 payload["token_embeddings"] = [r.get("token_embeddings") for r in rows]

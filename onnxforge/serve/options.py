@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import UserInputError
+from .token_budget import DEFAULT_MAX_BATCH_TOKENS
 
 
 @dataclass(frozen=True)
@@ -13,6 +14,8 @@ class ServeOptions:
     port: int = 8000
     # Texts per ONNX Runtime call.
     max_batch: int = 32
+    # Tokens per ONNX Runtime call, padding included (None: bounded by max_batch only).
+    max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS
     # Under load, how long the batcher waits for more requests once one is in hand.
     max_wait_ms: float = 2.0
     max_texts_per_request: int = 64
@@ -31,6 +34,10 @@ class ServeOptions:
     graceful_timeout_s: float = 30.0
     log_level: str = "warning"
     access_log: bool = False
+    # The name /v1/embeddings answers to (None: the artifact folder's name).
+    model_name: str | None = None
+    # Bearer key for every endpoint but /health and /ready; never printed (repr=False).
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -41,6 +48,10 @@ class ServeOptions:
                      "max_connections"):
             if int(getattr(self, name)) < 1:
                 raise UserInputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_batch_tokens is not None and int(self.max_batch_tokens) < 1:
+            raise UserInputError(f"--max-batch-tokens must be at least 1, got {self.max_batch_tokens}")
+        if self.model_name is not None and not self.model_name.strip():
+            raise UserInputError("--model-name is empty", hint="e.g. --model-name minilm")
         if self.max_wait_ms < 0 or self.graceful_timeout_s < 0:
             raise UserInputError("--max-wait-ms and the graceful timeout must be >= 0")
         if not (self.request_timeout_s > 0 and self.body_timeout_s > 0):

@@ -6,8 +6,6 @@ Names load lazily so that ``onnxforge --help`` imports neither numpy nor onnxrun
 
 _MODULES = {
     "SmokeOptions": "options",
-    "Tolerance": "options",
-    "TOLERANCES": "options",
     "SmokeReport": "report",
     "smoke_artifact": "smoke",
 }

@@ -1,11 +1,10 @@
-"""Smoke options and the tolerances smoke judges outputs by (per variant precision)."""
+"""Smoke options. Outputs are judged by the parity table (``onnxforge.parity``), per variant precision."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 from ..errors import UserInputError
+from ..parity.tolerance import Tolerance
 from ..textbatch import is_blank
 from ..vocab import DEVICES
 
@@ -17,33 +16,6 @@ BUILTIN_SENTENCES = (
     "Grüße aus Köln: naïve café, Œuvre, 東京, Ελληνικά, emoji 🚀.",
     "",
 )
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Pass rule for one output on real tokens: ``|onnx - ref| <= atol + rtol * |ref|``
-    element-wise (``atol=None`` skips it), per-sample cosine >= ``min_cosine``, and for
-    ``*logits*`` outputs the share of agreeing argmax >= ``min_argmax``."""
-
-    atol: float | None
-    rtol: float
-    min_cosine: float | None
-    min_argmax: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-# Same figures as validate's defaults (docs/validate.md), measured on MiniLM vs PyTorch
-# fp32: fp32 worst element 5e-6 (fused or not); fp16 worst element 7.5e-3, worst cosine
-# 0.999998; int8 (dynamic per-channel) worst cosine 0.971, elements unbounded.
-TOLERANCES = {
-    "fp32": Tolerance(atol=1e-4, rtol=1e-4, min_cosine=0.99999, min_argmax=0.999),
-    "fp16": Tolerance(atol=5e-2, rtol=1e-2, min_cosine=0.999, min_argmax=0.99),
-    "int8": Tolerance(atol=None, rtol=0.0, min_cosine=0.95, min_argmax=0.9),
-    # bf16 keeps 8 mantissa bits: per-value errors of ~1e-2 are normal, the direction holds.
-    "bf16": Tolerance(atol=None, rtol=0.0, min_cosine=0.999, min_argmax=0.99),
-}
 
 
 @dataclass(frozen=True)
@@ -62,6 +34,7 @@ class SmokeOptions:
     torch: bool = True
     record: bool = True
     max_length: int | None = None
+    # None: the parity default for the variant's precision (parity.default_tolerance).
     tolerance: Tolerance | None = None
     # ort or openvino; None: the engine the variant records.
     engine: str | None = None

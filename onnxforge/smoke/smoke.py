@@ -17,7 +17,6 @@ A CUDA request that ends on CPU fails at load (``CheckFailed``), before any of t
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -25,47 +24,23 @@ from typing import Any
 import numpy as np
 
 from ..artifact import Artifact
-from ..compare import compare_arrays, per_sample_rows
 from ..errors import CheckFailed, OnnxforgeError
+from ..parity import Tolerance, default_tolerance
+from ..parity.goldens import GoldensUnreadable, read_goldens
+from ..parity.judge import judge_output, public
 from ..report import Check
 from ..spec import OutputSpec
 from ..vocab import SMOKE, resolve_device, stage_key
-from .options import BUILTIN_SENTENCES, TOLERANCES, SmokeOptions, Tolerance
+from .options import BUILTIN_SENTENCES, SmokeOptions
 from .report import SmokeReport
 
 
 # -- comparison ---------------------------------------------------------------------
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
 def compare_output(expected: np.ndarray, actual: np.ndarray, output: OutputSpec, mask: np.ndarray | None,
                    tol: Tolerance) -> dict[str, Any]:
-    """Metrics and verdict for one output, on real-token positions."""
-    if expected.shape != actual.shape:
-        return {"passed": False, "reason": f"shape {list(actual.shape)}, expected {list(expected.shape)}"}
-    diff = compare_arrays(expected, actual, output, mask)
-    exp = np.concatenate(per_sample_rows(expected, output, mask) or [np.zeros(0)])
-    act = np.concatenate(per_sample_rows(actual, output, mask) or [np.zeros(0)])
-    finite = bool(np.isfinite(act).all())
-    reasons = []
-    if not finite:
-        reasons.append("non-finite values")
-    excess = None
-    if tol.atol is not None and exp.size:
-        err = np.abs(act - exp)
-        allowed = tol.atol + tol.rtol * np.abs(exp)
-        excess = float((err - allowed).max())
-        if not excess <= 0:
-            worst = int(np.argmax(err - allowed))
-            reasons.append(f"max abs {diff.max_abs:.3g} (element {worst}: {act[worst]:.6g} vs {exp[worst]:.6g}) "
-                           f"exceeds atol {tol.atol:g} + rtol {tol.rtol:g}*|ref|")
-    if tol.min_cosine is not None and not diff.min_cosine >= tol.min_cosine:
-        reasons.append(f"min cosine {diff.min_cosine:.6f} < {tol.min_cosine}")
-    if tol.min_argmax is not None and diff.argmax_agreement is not None and not diff.argmax_agreement >= tol.min_argmax:
-        reasons.append(f"argmax agreement {diff.argmax_agreement:.3f} < {tol.min_argmax}")
-    metrics = {k: _finite(v) if isinstance(v, float) else v for k, v in diff.to_dict().items()}
-    return {"passed": not reasons, "reason": "; ".join(reasons) or None, **metrics}
+    """Metrics and verdict for one output, on real-token positions (the parity judge's)."""
+    v = judge_output(output, [(expected, actual, mask)], tol)
+    return {"passed": v.passed, "reason": "; ".join(v.reasons) or None, **public(v.metrics)}
 
 
 def _check(name: str, passed: bool, reason: str | None = None, **metrics: Any) -> Check:
@@ -75,19 +50,14 @@ def _check(name: str, passed: bool, reason: str | None = None, **metrics: Any) -
 
 # -- the steps ----------------------------------------------------------------------
 def _golden_checks(runtime, tol: Tolerance) -> list[Check]:
-    meta = runtime.artifact.manifest.get("goldens")
+    meta = runtime.artifact.goldens_entry
     if not meta:
         return [_check("goldens", False, "the manifest records no golden outputs; re-export with a tokenizer")]
-    path = runtime.artifact.root / meta.get("file", "goldens.npz")
-    if not path.is_file():
-        return [_check("goldens", False, f"{path.name} is listed in the manifest but missing")]
     try:
-        with np.load(path, allow_pickle=False) as data:
-            golden = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
-        return [_check("goldens", False, f"{path.name} cannot be read ({e})")]
-    texts = list(meta.get("texts") or [])
-    inputs = {k[len("input."):]: v for k, v in golden.items() if k.startswith("input.")}
+        g = read_goldens(runtime.artifact.root, meta)
+    except GoldensUnreadable as e:
+        return [_check("goldens", False, str(e))]
+    texts, inputs = g.texts, g.inputs
     checks = []
     encoded = runtime.encode(texts) if texts else {}
     same = bool(texts) and set(encoded) == set(inputs) and all(
@@ -101,16 +71,15 @@ def _golden_checks(runtime, tol: Tolerance) -> list[Check]:
     ))
     missing = [n for n in runtime.spec.input_names if n not in inputs]
     if missing:
-        checks.append(_check("goldens.inputs", False, f"{path.name} lacks input.{missing[0]}"))
+        checks.append(_check("goldens.inputs", False, f"{g.file} lacks input.{missing[0]}"))
         return checks
     actual = runtime.run(inputs)
     mask = inputs.get("attention_mask")
     for out in runtime.spec.outputs:
-        key = f"output.{out.name}"
-        if key not in golden:
-            checks.append(_check(f"goldens.{out.name}", False, f"{path.name} has no {key}"))
+        if out.name not in g.outputs:
+            checks.append(_check(f"goldens.{out.name}", False, f"{g.file} has no output.{out.name}"))
             continue
-        result = compare_output(golden[key].astype(np.float32), actual[out.name], out, mask, tol)
+        result = compare_output(g.outputs[out.name].astype(np.float32), actual[out.name], out, mask, tol)
         checks.append(_check(f"goldens.{out.name}", result.pop("passed"), result.pop("reason"), **result))
     return checks
 
@@ -166,7 +135,7 @@ def _pytorch_checks(runtime, enc, batched: dict[str, np.ndarray], tol: Tolerance
     try:
         from ..runners import run_torch
 
-        loaded = load_source(SourceRef.from_dict(runtime.artifact.manifest.get("source") or {}))
+        loaded = load_source(SourceRef.from_dict(runtime.artifact.source_record or {}))
     except ImportError as e:
         return [], {"ran": False, "reason": f"PyTorch is not importable here ({e})"}
     except (OnnxforgeError, TypeError, OSError) as e:
@@ -177,7 +146,7 @@ def _pytorch_checks(runtime, enc, batched: dict[str, np.ndarray], tol: Tolerance
     for out in runtime.spec.outputs:
         result = compare_output(expected[out.name], batched[out.name], out, enc.mask, tol)
         checks.append(_check(f"pytorch.{out.name}", result.pop("passed"), result.pop("reason"), **result))
-    return checks, {"ran": True, "source": runtime.artifact.manifest.get("source"),
+    return checks, {"ran": True, "source": runtime.artifact.source_record,
                     "seconds": round(time.perf_counter() - started, 3)}
 
 
@@ -247,7 +216,7 @@ def smoke_artifact(artifact_dir: str | Path, options: SmokeOptions = SmokeOption
                                  options.device, "none", [], {}, checks=[_check("session", False, e.message)])
             _record(artifact_dir, failed)
         raise
-    tol = options.tolerance or TOLERANCES.get(runtime.precision, TOLERANCES["fp32"])
+    tol = options.tolerance or default_tolerance(runtime.precision)
     report = SmokeReport(
         artifact=str(artifact_dir), variant=runtime.variant, precision=runtime.precision,
         requested_device=options.device, device=runtime.device, providers=runtime.providers,

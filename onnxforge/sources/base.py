@@ -31,7 +31,7 @@ def load_source(ref: SourceRef, *, attn_implementation: str | None = None) -> Lo
     elif ref.kind == "factory":
         from .factory import load_factory
 
-        loaded = load_factory(ref)
+        loaded = load_factory(ref, attn_implementation)
     else:
         raise UserInputError(f"unknown model source kind {ref.kind!r} in the manifest", hint="re-run `onnxforge export`")
     if ref.tokenizer:

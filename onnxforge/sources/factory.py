@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import UserInputError
 from ..spec import ModelSpec
+from .introspect import infer_numbers, set_fusable_attention
 from .ref import LoadedModel, SourceRef
 from .wrap import derive_outputs, forward_inputs, make_wrapper
 
@@ -35,15 +36,6 @@ def _import_factory(ref: SourceRef):
             hint=f"callables there: {', '.join(available[:12]) or 'none'}",
         )
     return func
-
-
-def _find_config(model):
-    """A transformers-style config on the module or any submodule."""
-    for m in model.modules():
-        cfg = getattr(m, "config", None)
-        if cfg is not None and all(hasattr(cfg, a) for a in ("num_attention_heads", "hidden_size", "num_hidden_layers")):
-            return cfg
-    return None
 
 
 def _embedding_sizes(model) -> dict[str, int]:
@@ -99,7 +91,7 @@ def _load_weights(model, path: str) -> None:
         )
 
 
-def load_factory(ref: SourceRef) -> LoadedModel:
+def load_factory(ref: SourceRef, attn_implementation: str | None = None) -> LoadedModel:
     import torch
 
     func = _import_factory(ref)
@@ -114,27 +106,16 @@ def load_factory(ref: SourceRef) -> LoadedModel:
     model.eval()
     torch.set_grad_enabled(False)
 
+    # HF modules nested anywhere get the attention implementation the exporter fuses.
+    attn = set_fusable_attention(model, attn_implementation)
     input_names = forward_inputs(model)
-    config = _find_config(model)
     sizes = _embedding_sizes(model)
-    numbers = {}
-    if config is not None:
-        from .hf import spec_numbers_from_config
-
-        numbers = spec_numbers_from_config(config)
+    given = {key: getattr(ref, key) for key in ("num_heads", "hidden_size", "num_layers")}
+    numbers = infer_numbers(model, input_names, sizes.get("vocab_size"), given)
+    numbers.pop("_evidence")
     for key in ("vocab_size", "max_positions", "type_vocab_size"):
         if key in sizes and key not in numbers:
             numbers[key] = sizes[key]
-    for key in ("num_heads", "hidden_size", "num_layers"):
-        given = getattr(ref, key)
-        if given is not None:
-            numbers[key] = given
-    missing = [k for k in ("num_heads", "hidden_size", "num_layers") if k not in numbers]
-    if missing:
-        raise UserInputError(
-            f"no transformers config on {type(model).__name__} to read {', '.join(missing)} from",
-            hint="pass " + " ".join(f"--{k.replace('_', '-')} N" for k in missing),
-        )
     if "vocab_size" not in numbers:
         raise UserInputError(f"{type(model).__name__} has no nn.Embedding to read the vocabulary size from")
     numbers.setdefault("max_positions", 512)
@@ -143,4 +124,5 @@ def load_factory(ref: SourceRef) -> LoadedModel:
         spec = ModelSpec(input_names=input_names, outputs=outputs, task=ref.task or "custom", **numbers)
     except ValueError as e:
         raise UserInputError(f"the model's dimensions are inconsistent: {e}") from None
-    return LoadedModel(module=make_wrapper(model, input_names, spec.output_names), spec=spec, source=ref)
+    return LoadedModel(module=make_wrapper(model, input_names, spec.output_names), spec=spec, source=ref,
+                       attn_implementation=attn)

@@ -69,3 +69,7 @@ class LoadedModel:
     tokenizer_files: dict[str, Path] = field(default_factory=dict)
     config_path: Path | None = None
     attn_implementation: str | None = None
+    # How text becomes a sentence embedding (pooling, truncation, prompts): the manifest's "pipeline".
+    pipeline: dict[str, Any] | None = None
+    # Other files the artifact keeps, by relative name (e.g. sentence-transformers' 1_Pooling/config.json).
+    extra_files: dict[str, Path] = field(default_factory=dict)

@@ -154,10 +154,13 @@ def read_texts(path: Path, column: str | None, limit: int) -> tuple[list[str], i
     return texts[:limit], len(texts)
 
 
-def text_group(spec: ModelSpec, tokenizer, texts: list[str], batch_size: int, source: dict[str, Any]) -> InputGroup:
+def text_group(spec: ModelSpec, tokenizer, texts: list[str], batch_size: int, source: dict[str, Any],
+               max_length: int | None = None) -> InputGroup:
     """Texts in file order, ``batch_size`` per batch: rows of one batch have their own
-    lengths, so every batch is right-padded like a real serving batch."""
+    lengths, so every batch is right-padded like a real serving batch. ``max_length``:
+    the model pipeline's truncation (default: the position table)."""
     from ..textbatch import encode_texts
 
-    batches = [encode_texts(tokenizer, texts[i:i + batch_size], spec) for i in range(0, len(texts), batch_size)]
+    batches = [encode_texts(tokenizer, texts[i:i + batch_size], spec, max_length)
+               for i in range(0, len(texts), batch_size)]
     return InputGroup(f"text ({len(texts)} texts)", "text", batches, {"texts": len(texts), **source})

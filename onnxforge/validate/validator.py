@@ -58,12 +58,12 @@ def load_reference(art: Artifact):
     """Rebuild the PyTorch model from the manifest's source, as the export did."""
     from ..sources import SourceRef, load_source
 
-    raw = art.manifest.get("source")
+    raw = art.source_record
     if not isinstance(raw, dict) or "kind" not in raw or "location" not in raw:
         raise UserInputError(f"{art.root}/onnxforge.json records no model source, so there is no PyTorch reference",
                              hint="re-export the model with `onnxforge export`")
     ref = SourceRef.from_dict(raw)
-    attn = (art.manifest.get("export") or {}).get("attn_implementation")
+    attn = art.export_record.get("attn_implementation")
     try:
         loaded = load_source(ref, attn_implementation=attn)
     except UserInputError as e:
@@ -112,7 +112,11 @@ def build_groups(art: Artifact, spec: ModelSpec, options: ValidateOptions, notes
 
     tokenizer = load_tokenizer(art.root)
     check_tokenizer_fits(tokenizer, spec, "artifact's tokenizer")
-    groups.append(text_group(spec, tokenizer, texts, options.text_batch_size, source))
+    # The model's own pipeline decides truncation and lower-casing (sentence-transformers folders).
+    from ..textbatch import pipeline_max_length, pipeline_texts
+
+    groups.append(text_group(spec, tokenizer, pipeline_texts(texts, art.manifest), options.text_batch_size, source,
+                             pipeline_max_length(art.manifest)))
     return groups
 
 
@@ -269,7 +273,7 @@ def validate_artifact(artifact_dir: Path, options: ValidateOptions = ValidateOpt
     t0 = time.perf_counter()
     loaded = load_reference(art)
     load_seconds = time.perf_counter() - t0
-    recorded = (art.manifest.get("files") or {}).get(entry["file"], {}).get("sha256")
+    recorded = art.recorded_sha256(entry["file"])
     file_sha = sha256_file(path)
     if recorded and recorded != file_sha:
         notes.append(f"{entry['file']} changed since the manifest recorded it (sha256 {file_sha[:12]}... vs {recorded[:12]}...)")
@@ -304,7 +308,7 @@ def validate_artifact(artifact_dir: Path, options: ValidateOptions = ValidateOpt
             try:
                 with torch_threads(threads):
                     localization = localize(path, loaded, spec, feeds, precision, options.device, group.name,
-                                            trace_shape=(art.manifest.get("export") or {}).get("trace_shape"))
+                                            trace_shape=art.export_record.get("trace_shape"))
             except Exception as e:  # the verdict stands; report why localization could not say more
                 if os.environ.get("ONNXFORGE_DEBUG"):
                     raise

@@ -79,7 +79,7 @@ def test_cli_flags_win_over_the_file_which_wins_over_defaults():
     assert options.out == Path("/cfg/out")  # not given on the command line: from the file
     assert options.precisions == ("fp16",)  # given: the flag wins
     assert options.strict is False  # an explicit --no-strict beats strict = true
-    assert options.exporter == "torchscript" and options.smoke is True  # neither: defaults
+    assert options.exporter == "dynamo" and options.smoke is True  # neither: defaults
     assert options.validate == {"seed": 2}
     assert BuildOptions.merged({"precision": ["fp32,int8"]}, {}).precisions == ("fp32", "int8")
     from onnxforge.runtime.openvino import cpu_has_bf16

@@ -45,7 +45,8 @@ def test_builtin_minilm_export(minilm_artifact):
     art = Artifact.open(minilm_artifact)
     spec = art.spec
     assert spec.input_names == ("input_ids", "attention_mask", "token_type_ids")
-    assert spec.output_names == ("last_hidden_state", "pooler_output")
+    # The built-in ships a sentence-transformers folder: its own pipeline is in the graph.
+    assert spec.output_names == ("last_hidden_state", "sentence_embedding")
     assert (spec.num_heads, spec.hidden_size, spec.num_layers, spec.vocab_size) == (12, 384, 6, 30522)
     for name in ("model.onnx", "tokenizer.json", "config.json", "vocab.txt", "goldens.npz"):
         assert (minilm_artifact / name).is_file(), name
@@ -57,7 +58,10 @@ def test_builtin_minilm_export(minilm_artifact):
     dims = art.manifest["export"]["dims"]
     assert dims["input_ids"] == ["batch", "sequence"]
     assert dims["last_hidden_state"][:2] == ["batch", "sequence"]
-    assert dims["pooler_output"][0] == "batch"
+    assert dims["sentence_embedding"][0] == "batch"
+    pipeline = art.manifest["pipeline"]
+    assert (pipeline["pooling"], pipeline["normalize"], pipeline["max_seq_length"]) == (["mean"], True, 256)
+    assert (minilm_artifact / "modules.json").is_file() and (minilm_artifact / "1_Pooling" / "config.json").is_file()
     assert_parity(minilm_artifact)
 
 
@@ -117,16 +121,14 @@ def test_factory_with_weights(tmp_path, cli, factory_env):
     assert_parity(out)
 
 
-def test_factory_without_config_needs_flags(tmp_path, cli, factory_env):
-    code, _, stderr = cli("export", "tests.fixtures.custom_models:build_plain_encoder", "--out", tmp_path / "a")
-    assert code == 2
-    assert "--num-heads" in stderr and "Traceback" not in stderr
-    code, _, stderr = cli("export", "tests.fixtures.custom_models:build_plain_encoder", "--out", tmp_path / "b",
-                          "--num-heads", "4", "--hidden-size", "32", "--num-layers", "2", "--exporter", "dynamo")
-    # (TorchScript cannot export nn.TransformerEncoder's fused inference kernel; dynamo can.)
+def test_factory_without_config_reads_its_modules(tmp_path, cli, factory_env):
+    # nn.TransformerEncoder carries heads and width in its nn.MultiheadAttention modules: no flags needed.
+    code, _, stderr = cli("export", "tests.fixtures.custom_models:build_plain_encoder", "--out", tmp_path / "b")
+    # (TorchScript cannot export nn.TransformerEncoder's fused inference kernel; dynamo, the default, can.)
     assert code == 0, stderr
     spec = Artifact.open(tmp_path / "b").spec
     assert spec.output_names == ("output_0",) and spec.max_positions == 64
+    assert (spec.num_heads, spec.hidden_size, spec.num_layers) == (4, 32, 2)
 
 
 def test_dynamo_exporter(tiny_dynamo_artifact):

@@ -342,7 +342,7 @@ def _(ctx):
     return ["batch", ctx.artifact, src, "--out", ctx.tmp / "out.csv"]
 
 
-@case("batch-unclosed-quote", 2, "CSV error at line")
+@case("batch-unclosed-quote", 2, "line 2 (data row 1): a quoted field begins here and is never closed")
 def _(ctx):
     src = ctx.csv(b'id,text\n0,"never closed\n' + rows(30_000)[8:])
     return ["batch", ctx.artifact, src, "--out", ctx.tmp / "out.csv"]

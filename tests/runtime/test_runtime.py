@@ -48,7 +48,8 @@ def test_encode_reproduces_export_goldens(minilm_runtime, minilm_artifact):
     assert np.abs(out["last_hidden_state"][mask] - golden["output.last_hidden_state"][mask]).max() < 1e-4
     info = minilm_runtime.describe()
     assert info["variant"] == "base" and info["device"] == "cpu" and info["providers"] == ["CPUExecutionProvider"]
-    assert minilm_runtime.kind == "embedding" and minilm_runtime.max_length == 512
+    # The built-in is a sentence-transformers folder: its max_seq_length (256) is the truncation.
+    assert minilm_runtime.kind == "embedding" and minilm_runtime.max_length == 256
 
 
 def test_right_padding_and_truncation(tiny_runtime):
@@ -69,7 +70,14 @@ def test_embed_is_mean_pooled_and_normalized(minilm_runtime, minilm_reference):
     assert emb.shape == (3, 384) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-6)
     assert_close_rows(emb, minilm_reference.embeddings(texts))
+    # normalize=False gives the model's own sentence embedding: MiniLM's pipeline ends in Normalize.
     raw = minilm_runtime.embed(texts, normalize=False)
+    np.testing.assert_allclose(raw, emb, atol=1e-6)
+
+
+def test_embed_without_normalize_on_a_plain_folder(tiny_runtime):
+    # No modules.json: mean pooling, and normalize=False leaves the mean as it is.
+    raw = tiny_runtime.embed(["A short one.", "Another, longer sentence for the tiny model."], normalize=False)
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
 
 

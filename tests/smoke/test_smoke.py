@@ -24,9 +24,9 @@ def test_cpu_smoke_on_minilm_passes(minilm_artifact, copy_artifact, cli, tmp_pat
     report = json.loads(report_path.read_text())
     assert report["passed"] and report["device"] == "cpu" and report["variant"] == "base"
     checks = {c["name"]: c for c in report["checks"]}
-    for name in ("goldens.tokenizer", "goldens.last_hidden_state", "goldens.pooler_output", "sentences.finite",
+    for name in ("goldens.tokenizer", "goldens.last_hidden_state", "goldens.sentence_embedding", "sentences.finite",
                  "sentences.truncation", "batch_consistency.last_hidden_state", "pytorch.last_hidden_state",
-                 "pytorch.pooler_output"):
+                 "pytorch.sentence_embedding"):
         assert checks[name]["passed"], checks[name]
     assert checks["pytorch.last_hidden_state"]["max_abs"] < 1e-4
     assert checks["goldens.last_hidden_state"]["min_cosine"] > 0.99999

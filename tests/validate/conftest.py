@@ -43,7 +43,7 @@ def deep_tiny_artifact(tmp_path_factory, deep_tiny_dir) -> Path:
     from onnxforge.sources import resolve_source
 
     out = tmp_path_factory.mktemp("deep_tiny_art") / "art"
-    report = export_model(resolve_source(str(deep_tiny_dir)), out, ExportOptions())
+    report = export_model(resolve_source(str(deep_tiny_dir)), out, ExportOptions(exporter="torchscript"))
     assert report, report.check
     return out
 
@@ -62,14 +62,14 @@ def deep_tiny_dynamo_artifact(tmp_path_factory, deep_tiny_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def baked_artifact(tmp_path_factory) -> Path:
-    """build_baked_shape_bert exported: the export check fails (exit 1) but the folder
-    is published, as a user would find it. Read-only."""
+    """build_baked_shape_bert exported by TorchScript (whose trace bakes the shape): the export
+    check fails (exit 1) but the folder is published, as a user would find it. Read-only."""
     from onnxforge.export import ExportOptions, export_model
     from onnxforge.sources import resolve_source
 
     out = tmp_path_factory.mktemp("baked") / "art"
     source = resolve_source("tests.fixtures.custom_models:build_baked_shape_bert", app_dir=str(REPO))
-    report = export_model(source, out, ExportOptions())
+    report = export_model(source, out, ExportOptions(exporter="torchscript"))
     assert not report and (out / "model.onnx").is_file()
     return out
 

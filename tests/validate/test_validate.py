@@ -150,7 +150,7 @@ def test_dynamo_export_corruption_is_localized(deep_tiny_dynamo_artifact, copy_a
 def test_custom_factory_model_is_localized(tmp_path, cli, factory_env, copy_artifact):
     """A custom module wrapping a BertModel: hooks find the nested embeddings and layers."""
     out = tmp_path / "dict"
-    code, _, err = cli("export", "tests.fixtures.custom_models:build_dict_bert", "--out", out)
+    code, _, err = cli("export", "tests.fixtures.custom_models:build_dict_bert", "--out", out, "--exporter", "torchscript")
     assert code == 0, err
     code, _, err = cli("validate", out, "--shape", "3x7", "--shape", "1x33")
     assert code == 0, err

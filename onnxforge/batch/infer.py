@@ -1,0 +1,45 @@
+"""Texts through the model in length-sorted calls, results gathered back in text order (both engines)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..runtime.results import shape_results
+
+
+def run_groups(runtime, encodings: Sequence[Any], groups: list[np.ndarray], normalize: bool,
+               columns: list[str]) -> tuple[dict[str, Any], int]:
+    """Results by column, one entry per encoding, and how many texts were truncated.
+
+    ``groups``: index arrays from ``length_groups`` (one model call each). The values
+    come from ``shape_results``, the one place that pools, normalizes and labels.
+    """
+    n = len(encodings)
+    results: dict[str, Any] = {}
+    truncated = 0
+    for group in groups:
+        enc = runtime.pad([encodings[i] for i in group])
+        truncated += int(enc.truncated.sum())
+        shaped = shape_results(runtime.spec, enc, runtime.run(enc.feeds), normalize=normalize)
+        for name in columns:
+            values = shaped.columns[name]
+            if isinstance(values, np.ndarray):
+                results.setdefault(name, np.zeros((n, *values.shape[1:]), dtype=values.dtype))[group] = values
+            else:  # labels, or raw outputs of per-text shapes
+                store = results.setdefault(name, [None] * n)
+                for j, i in enumerate(group):
+                    store[i] = values[j]
+    return results, truncated
+
+
+def run_texts(runtime, texts: list[str], batch_size: int, normalize: bool, columns: list[str]) -> tuple[dict[str, Any], int]:
+    """Tokenize ``texts`` in one call, then ``run_groups`` over length-sorted groups of ``batch_size``."""
+    from ..runtime.texts import length_groups
+
+    if not texts:
+        return {}, 0
+    encodings = runtime.tokenize(texts)
+    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
+    return run_groups(runtime, encodings, length_groups(lengths, batch_size), normalize, columns)

@@ -1,0 +1,69 @@
+"""Token-budget micro-batching: model calls bounded by tokens, not only by text count.
+
+A batch of 32 texts costs 32 x 9 tokens when they are short and 32 x 512 when one of
+them is long and the rest are padded to it. text-embeddings-inference bounds each
+batch by tokens (``--max-batch-tokens``); so does this server:
+
+- ``runtime.texts.length_groups(..., max_tokens=)`` cuts the texts of one gathered batch
+  into model calls whose padded size (texts x longest) never exceeds the budget, sorted
+  by length so short texts are not padded to long ones;
+- ``BatchBudget.admits`` lets the batcher stop gathering requests once the real tokens
+  waiting would fill the budget, so one long request does not gather 31 short
+  neighbours that then wait for it.
+
+``untruncated_tokens`` gives a text's full token count from a truncated encoding, for
+``truncate: false`` (413 with the count and the limit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MAX_BATCH_TOKENS = 16384  # text-embeddings-inference's default
+
+
+def padded_tokens(lengths) -> int:
+    """What one model call over these texts costs: count x longest."""
+    import numpy as np
+
+    lengths = np.asarray(lengths)
+    return int(len(lengths) * max(int(lengths.max()), 1)) if len(lengths) else 0
+
+
+@dataclass(frozen=True)
+class BatchBudget:
+    """How much the batcher gathers before it hands a batch to the model."""
+
+    max_texts: int
+    max_tokens: int | None = None
+
+    def admits(self, texts: int, tokens: int, more_texts: int, more_tokens: int) -> bool:
+        """Whether a request of ``more_texts``/``more_tokens`` joins a batch holding ``texts``/``tokens``.
+
+        An empty batch admits anything (a request larger than the budget is split into
+        several model calls by ``length_groups``, never refused here).
+        """
+        if texts == 0:
+            return True
+        if texts + more_texts > self.max_texts:
+            return False
+        return self.max_tokens is None or tokens + more_tokens <= self.max_tokens
+
+
+def untruncated_tokens(encoding, special_tokens: int) -> int:
+    """A text's token count before truncation (special tokens counted once).
+
+    The Rust tokenizer keeps what it cut in ``overflowing``: each piece carries its
+    own special tokens, which are not the text's.
+    """
+    return len(encoding.ids) + sum(len(o.ids) - special_tokens for o in encoding.overflowing)
+
+
+def check_budget(max_batch_tokens: int | None, max_length: int) -> None:
+    """A budget that cannot hold one text at the model's maximum would starve long texts."""
+    from ..errors import UserInputError
+
+    if max_batch_tokens is not None and max_batch_tokens < max_length:
+        raise UserInputError(
+            f"--max-batch-tokens {max_batch_tokens} is less than the model's maximum length ({max_length} tokens)",
+            hint=f"use at least {max_length}, or lower --max-length")

@@ -1,0 +1,84 @@
+"""The micro-batcher's token budget and early answers, driven directly (no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from onnxforge.serve import MicroBatcher, ServeOptions
+
+
+class LongCallsAreSlow:
+    """A real runtime whose calls on long inputs (width >= 100 tokens) take 0.6 s more."""
+
+    def __init__(self, runtime):
+        self._rt = runtime
+
+    def run(self, feeds):
+        if feeds["input_ids"].shape[1] >= 100:
+            time.sleep(0.6)
+        return self._rt.run(feeds)
+
+    def __getattr__(self, name):
+        return getattr(self._rt, name)
+
+
+def test_a_short_request_is_answered_before_its_long_neighbours_call(tiny_runtime):
+    batcher = MicroBatcher(LongCallsAreSlow(tiny_runtime), ServeOptions(max_wait_ms=20))
+    done: dict[str, float] = {}
+
+    async def main():
+        await batcher.start()
+        t0 = time.perf_counter()
+
+        async def one(name, texts):
+            body = await batcher.submit(texts, True, False, encodings=tiny_runtime.tokenize(texts))
+            done[name] = time.perf_counter() - t0
+            return body
+
+        try:
+            return await asyncio.gather(one("long", ["word " * 300]), one("short", ["a short text"]))
+        finally:
+            await batcher.stop()
+
+    long_body, short_body = asyncio.run(main())
+    assert batcher.batches == 1, "the two requests were not gathered into one batch"
+    # The long call sleeps 0.6 s after the short one's answer went out (calls run shortest first).
+    assert done["long"] - done["short"] >= 0.3, done
+    import orjson
+
+    np.testing.assert_allclose(orjson.loads(short_body)["embeddings"], tiny_runtime.embed(["a short text"]), atol=1e-5)
+    np.testing.assert_allclose(orjson.loads(long_body)["embeddings"], tiny_runtime.embed(["word " * 300]), atol=1e-5)
+
+
+def test_gathering_stops_at_the_token_budget(tiny_runtime):
+    """Requests queued together: each gathered batch holds at most max_batch_tokens real tokens
+    (a single request larger than the budget is gathered alone)."""
+    from onnxforge.data import sample_texts
+
+    texts = sample_texts(30, offset=300)
+    options = ServeOptions(max_batch=64, max_batch_tokens=200, max_wait_ms=50)
+    batcher = MicroBatcher(tiny_runtime, options)
+    gathered: list[int] = []
+    real_process = batcher._process
+
+    def process(items, deliver=None):
+        gathered.append(sum(i.tokens for i in items))
+        return real_process(items, deliver)
+
+    batcher._process = process
+
+    async def main():
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit([t], True, False, encodings=tiny_runtime.tokenize([t]))
+                                          for t in texts))
+        finally:
+            await batcher.stop()
+
+    bodies = asyncio.run(main())
+    assert len(bodies) == 30 and len(gathered) >= 2
+    assert all(tokens <= 200 for tokens in gathered), gathered
+    assert sum(gathered) == sum(len(e.ids) for e in tiny_runtime.tokenize(texts))
