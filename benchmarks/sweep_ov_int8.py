@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     import openvino as ov
 
     from onnxforge.data import sample_texts
-    from onnxforge.optimize.optimizer import feeds_for
+    from onnxforge.optimize.checks import feeds_for
     from onnxforge.optimize.ov_int8 import CONFIGS, quantize
     from onnxforge.runners import make_session, run_torch
     from onnxforge.runtime.openvino import OpenVINOEngine, OpenVINOOptions

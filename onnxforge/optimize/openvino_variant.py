@@ -46,7 +46,7 @@ def ov_checks(artifact: Artifact, spec: ModelSpec, xml: Path, precision: str, op
               say) -> list:
     from ..runners import make_session, run_session
     from ..runtime.openvino import OpenVINOEngine, OpenVINOOptions
-    from .optimizer import compare_batches, feeds_for
+    from .checks import compare_batches, feeds_for
 
     engine = OpenVINOEngine.open(xml, options=OpenVINOOptions(precision=precision))
     checks = []
@@ -124,13 +124,13 @@ def optimize_openvino(artifact_dir: Path, options: OptimizeOptions, *,
     """Build the OpenVINO variant ``options.variant`` from the base export and record it."""
     from ..runtime.openvino import require_openvino
     from .bf16 import bf16_model, inference_precision
-    from .optimizer import _check_base, feeds_for
+    from .checks import check_base, feeds_for
 
     started = time.perf_counter()
     say = progress or (lambda m: None)
     artifact = Artifact.open(artifact_dir)
     spec = artifact.spec
-    base_path, _ = _check_base(artifact)
+    base_path, _ = check_base(artifact)
     ov = require_openvino()
     variant = options.variant
     precision = inference_precision(variant)
@@ -183,9 +183,9 @@ def optimize_openvino(artifact_dir: Path, options: OptimizeOptions, *,
         report = OptimizeReport(artifact=root, options=options, file=options.file_name, fusion=fusion,
                                 checks=[fusion_check(fusion, options.strict), *checks],
                                 openvino=facts, notes=notes, sizes={n: (root / n).stat().st_size for n in published})
-        from .optimizer import _versions
+        from .checks import tool_versions
 
-        report.tool_versions = {**_versions(), "openvino": facts["openvino"], "nncf": facts.get("nncf")}
+        report.tool_versions = {**tool_versions(), "openvino": facts["openvino"], "nncf": facts.get("nncf")}
         report.seconds = round(time.perf_counter() - started, 2)
         for name in published:
             artifact.record_file(name)
