@@ -194,7 +194,7 @@ def sweep(folder: Path, *, block_seconds: float, cycles: int, work: Path, thread
     from onnxforge.optimize import OptimizeOptions
     from onnxforge.optimize.fusion import fuse
     from onnxforge.optimize.int8 import to_int8
-    from onnxforge.optimize.optimizer import feeds_for
+    from onnxforge.optimize.checks import feeds_for
     from onnxforge.runners import run_torch
     from onnxforge.sources import SourceRef, load_source
     from onnxforge.textbatch import encode_texts

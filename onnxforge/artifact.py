@@ -18,7 +18,7 @@ from .files import (  # noqa: F401 - re-exported
 )
 from .sources.ref import SourceRef
 from .spec import ModelSpec
-from .vocab import DEFAULT_ENGINE, stage_key
+from .vocab import DEFAULT_ENGINE, ENGINE_OF_VARIANT, stage_key
 
 
 class Artifact:
@@ -103,7 +103,7 @@ class Artifact:
         """The variant's model path, after checking its files against their recorded hashes."""
         path = self.variant_path(variant)
         for file in model_files(path):
-            problem = self.recorded_mismatch(file.name)
+            problem = self.recorded_mismatch(file.relative_to(self.root).as_posix())
             if problem:
                 raise UserInputError(f"{problem}; {why}", hint="re-run the stage that wrote it (for model.onnx: `onnxforge export`)")
         return path
@@ -133,8 +133,9 @@ class Artifact:
         return (self.variant_record(name) or {}).get("precision")
 
     def variant_engine(self, name: str) -> str:
-        """The engine a variant runs on; manifests written before engines were recorded are ORT's."""
-        return (self.variant_record(name) or {}).get("engine") or DEFAULT_ENGINE
+        """The engine a variant runs on: the one its entry records, else the variant's usual
+        engine (manifests written before engines were recorded are ORT's)."""
+        return (self.variant_record(name) or {}).get("engine") or ENGINE_OF_VARIANT.get(name, DEFAULT_ENGINE)
 
     @property
     def source(self) -> SourceRef | None:
@@ -207,6 +208,11 @@ def _plain_name(name: Any) -> bool:
     return isinstance(name, str) and bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
 
 
+def _relative_name(name: Any) -> bool:
+    """A plain name, or plain names joined by "/" (``openvino/openvino_model.xml``)."""
+    return isinstance(name, str) and all(_plain_name(part) for part in name.split("/"))
+
+
 def manifest_problem(manifest: dict[str, Any]) -> str | None:
     """What makes a manifest's tables unusable (a hand edit, a truncation), or None.
 
@@ -220,7 +226,7 @@ def manifest_problem(manifest: dict[str, Any]) -> str | None:
         if key in manifest and not isinstance(manifest[key], dict):
             return f"its '{key}' table is a {type(manifest[key]).__name__}, not an object"
     for name, entry in manifest.get("variants", {}).items():
-        if not isinstance(entry, dict) or not _plain_name(entry.get("file")):
+        if not isinstance(entry, dict) or not _relative_name(entry.get("file")):
             return (f"variant '{name}' does not name a model file inside the folder "
                     f"(got {json.dumps(entry)[:120]})")
     return None

@@ -249,8 +249,12 @@ def staged_directory(out: Path, *, force: bool, inputs: dict[str, str | Path | N
 
 
 def model_files(model_path: Path) -> list[Path]:
-    """The .onnx file and its external-data file(s), when present."""
+    """The .onnx file and its external-data file(s), when present; an OpenVINO IR's
+    .xml and its .bin (weights)."""
     files = [model_path]
+    if model_path.suffix == ".xml":
+        weights = model_path.with_suffix(".bin")
+        return files + [weights] if weights.exists() else files
     data = model_path.with_name(model_path.name + ".data")
     if data.exists():
         files.append(data)

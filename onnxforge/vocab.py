@@ -18,11 +18,21 @@ PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 VARIANT_FOR_PRECISION = {"fp32": "optimized", "fp16": "fp16", "int8": "int8", "bf16": "bf16"}
 # The exported, unoptimized graph.
 BASE_VARIANT = "base"
-VARIANTS = (BASE_VARIANT, *VARIANT_FOR_PRECISION.values())
+# int8 built by NNCF for OpenVINO (``optimize --precision int8 --engine openvino``).
+OPENVINO_INT8_VARIANT = "ov-int8"
+VARIANTS = (BASE_VARIANT, *VARIANT_FOR_PRECISION.values(), OPENVINO_INT8_VARIANT)
 
 # Inference engines a variant can run on.
 ENGINES = ("ort", "openvino")
 DEFAULT_ENGINE = "ort"
+# Variants that only one engine runs (an OpenVINO IR); others run on DEFAULT_ENGINE unless
+# their manifest entry or --engine says otherwise.
+ENGINE_OF_VARIANT = {"bf16": "openvino", OPENVINO_INT8_VARIANT: "openvino"}
+# Where OpenVINO variants live: the layout optimum-intel and sentence-transformers'
+# OpenVINO backend read (``openvino/openvino_model.xml`` + ``.bin``).
+OPENVINO_DIR = "openvino"
+OPENVINO_FILES = {"bf16": f"{OPENVINO_DIR}/openvino_model.xml",
+                  OPENVINO_INT8_VARIANT: f"{OPENVINO_DIR}/openvino_model_qint8_quantized.xml"}
 
 # Exporters: dynamo is torch's path forward; TorchScript is deprecated upstream.
 EXPORTERS = ("dynamo", "torchscript")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..cli_common import ArtifactDir, Device, JsonOut, Variant, err_console, handle_errors, out_console, print_json_maybe
-from ..runtime.cli_options import MaxLength, Threads
+from ..runtime.cli_options import MaxLength, RuntimeEngine, Threads
 
 
 Engine = Annotated[str, typer.Option("--engine", help="Where the job runs: local (this process) or ray (a Ray cluster: an actor pool, Parquet shards, --resume).")]
@@ -39,6 +39,7 @@ def batch_command(
     max_length: MaxLength = None,
     threads: Threads = None,
     engine: Engine = "local",
+    runtime_engine: RuntimeEngine = None,
     ray_address: RayAddress = None,
     actors: Actors = None,
     gpus_per_actor: GpusPerActor = 0.0,
@@ -64,10 +65,15 @@ def batch_command(
     keep_cols = None if keep is None else tuple(k.strip() for k in keep.split(",") if k.strip())
     options = BatchOptions(column=column, format=fmt, batch_size=batch_size, keep=keep_cols, normalize=normalize,
                            delimiter=delimiter, variant=variant, device=device, max_length=max_length, threads=threads,
-                           on_bad_rows=on_bad_rows, max_bad_fraction=0.0 if strict else max_bad_fraction)
+                           on_bad_rows=on_bad_rows, max_bad_fraction=0.0 if strict else max_bad_fraction,
+                           runtime_engine=runtime_engine)
     ray_only = {"--ray-address": ray_address is not None, "--actors": actors is not None, "--gpus-per-actor": gpus_per_actor != 0.0,
                 "--cpus-per-actor": cpus_per_actor != 1.0, "--shard-rows": shard_rows != 1000, "--resume": resume,
                 "--input-format": input_format is not None}
+
+    def announce(line: str) -> None:  # the first line: which variant and engine run
+        out_console().print(line, markup=False, highlight=False)
+
     with batch_progress(err_console(), progress) as update:
         if engine == "ray":
             from .ray_job import RayOptions, ray_batch
@@ -82,7 +88,7 @@ def batch_command(
                 raise UserInputError(f"{', '.join(given)} only apply to --engine ray", hint="add --engine ray, or leave them out")
             from .job import batch_file
 
-            report = batch_file(artifact_dir, Path(input_path), Path(out), options, progress=update)
+            report = batch_file(artifact_dir, Path(input_path), Path(out), options, progress=update, announce=announce)
     if engine == "ray":
         _render_ray(report)
     else:

@@ -85,6 +85,7 @@ def batch_file(
     *,
     runtime=None,
     progress: Callable[[int, int, int], None] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> BatchReport:
     """Run ``options.column`` of ``input_path`` through the model into ``out``.
 
@@ -123,7 +124,10 @@ def batch_file(
         load_started = time.perf_counter()
         if runtime is None:
             runtime = Runtime.load(artifact_dir, options.variant, options.device, max_length=options.max_length,
-                                   threads=options.threads)
+                                   threads=options.threads, engine=options.runtime_engine)
+            if announce:
+                announce(f"batch: model '{runtime.variant}' ({runtime.precision}) on {runtime.device} "
+                         f"via {runtime.engine.engine}")
         load_seconds = time.perf_counter() - load_started
         result_columns = model_result_columns(runtime.spec)
         clash = sorted(set(columns) & set(result_columns + [ERROR_COLUMN]))

@@ -29,6 +29,8 @@ class BatchOptions:
     device: str = "cpu"
     max_length: int | None = None
     threads: int | None = None
+    # Inference engine (ort or openvino); None: the engine the variant records.
+    runtime_engine: str | None = None
     # What a record the input format rejects (a CSV quote that never closes) does:
     # "fail" stops the job (exit 2), "report" writes it to the bad-row report.
     on_bad_rows: str = "fail"

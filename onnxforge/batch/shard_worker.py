@@ -71,14 +71,14 @@ class ShardWorker:
     def __init__(self) -> None:
         self.setup(**self.settings)
 
-    def setup(self, *, artifact_dir: str, variant: str, device: str, max_length: int | None, threads: int | None,
+    def setup(self, *, artifact_dir: str, variant: str, device: str, engine: str | None, max_length: int | None, threads: int | None,
               batch_size: int, normalize: bool, out: str, job: str, columns: list[str], text_column: str,
               keep: list[str], delimiter: str, with_file: bool) -> None:
         from ..runtime import Runtime
         from ..runtime.results import result_columns
 
         started = time.perf_counter()
-        self.runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads)
+        self.runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads, engine=engine)
         self.load_seconds = time.perf_counter() - started
         self.names = result_columns(self.runtime.spec)
         self.batch_size, self.normalize = batch_size, normalize

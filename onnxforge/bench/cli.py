@@ -18,6 +18,7 @@ Cycles = Annotated[int, typer.Option("--cycles", help="Least number of cycles of
 MaxCycles = Annotated[int, typer.Option("--max-cycles", help="Most cycles of blocks.")]
 BlockSeconds = Annotated[float, typer.Option("--block-seconds", help="Seconds of timed calls per contender per cycle.")]
 Threads = Annotated[int | None, typer.Option("--threads", help="Intra-op threads for ONNX Runtime and PyTorch (default: their own choice).")]
+Engine = Annotated[str | None, typer.Option("--engine", help="ort or openvino for every variant (default: each variant's own engine).", show_default=False)]
 Quick = Annotated[bool, typer.Option("--quick", help="Smoke-sized run (short blocks, 2 cycles): rough numbers.")]
 MarkdownOut = Annotated[Path | None, typer.Option("--markdown", help="Write the table as Markdown to this path.")]
 PlotOut = Annotated[Path | None, typer.Option("--plot", help="Write a PNG chart of latency and throughput to this path.")]
@@ -35,6 +36,7 @@ def bench_command(
     max_cycles: MaxCycles = 5,
     block_seconds: BlockSeconds = 0.5,
     threads: Threads = None,
+    engine: Engine = None,
     quick: Quick = False,
     json_path: JsonOut = None,
     markdown: MarkdownOut = None,
@@ -53,6 +55,7 @@ def bench_command(
         seq_lens=parse_int_list(seq_lens, "--seq-lens"),
         torch_reference=torch,
         threads=threads,
+        engine=engine,
     )
     if quick:
         options = BenchOptions.quick(**common)

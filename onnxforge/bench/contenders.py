@@ -86,6 +86,23 @@ def ort_contender(path: Path, variant: str, precision: str, device: str, threads
     )
 
 
+def openvino_contender(path: Path, variant: str, precision: str, inference_precision: str | None,
+                       threads: int | None) -> Contender:
+    """The variant compiled by OpenVINO for the CPU (its IR, or an ONNX file OpenVINO reads)."""
+    from ..runtime.openvino import OpenVINOEngine, OpenVINOOptions
+
+    engine = OpenVINOEngine.open(path, options=OpenVINOOptions(precision=inference_precision, threads=threads))
+
+    def prepare(feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+        mine = {k: np.ascontiguousarray(feeds[k]) for k in engine.input_names}
+        return lambda: engine.run(mine)
+
+    return Contender(
+        name=f"openvino {variant}", kind="openvino", variant=variant, precision=precision, device="cpu",
+        provider=f"OpenVINO CPU ({engine.inference_precision})", prepare=prepare,
+    )
+
+
 def torch_contenders(module: Any, spec: ModelSpec, device: str, *, lowp: bool, cpu_bf16: bool) -> list[Contender]:
     """PyTorch eager fp32 (the reference) and, where the hardware has it, fp16 (CUDA)
     or bf16 autocast (CPUs with AMX or AVX512-BF16)."""

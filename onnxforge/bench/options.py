@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserInputError
-from ..vocab import DEVICES
+from ..vocab import DEVICES, ENGINES
 
 
 def parse_int_list(text: str | None, flag: str, *, low: int = 1, high: int | None = None) -> tuple[int, ...]:
@@ -73,6 +73,8 @@ class BenchOptions:
     min_repeats: int = 3
     max_repeats: int = 1000
     threads: int | None = None
+    # ort or openvino for every variant; None: each variant's own engine (manifest).
+    engine: str | None = None
     measure_peak: bool = True
     seed: int = 0
 
@@ -101,6 +103,8 @@ class BenchOptions:
             raise UserInputError(f"repeats: need 1 <= min_repeats ({self.min_repeats}) <= max_repeats ({self.max_repeats})")
         if not (0 < self.target_spread < 1):
             raise UserInputError(f"target_spread must be between 0 and 1, got {self.target_spread!r}")
+        if self.engine is not None and self.engine not in ENGINES:
+            raise UserInputError(f"--engine {self.engine} is not known", hint=f"choose one of {', '.join(ENGINES)}")
         if self.threads is not None and self.threads < 1:
             raise UserInputError(f"--threads {self.threads} must be 1 or more", hint="leave it out to use every core")
 

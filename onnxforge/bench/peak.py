@@ -4,7 +4,8 @@ An efficiency figure (model FLOP/s over GEMM FLOP/s) is only honest against a pe
 taken on the same machine, under the same load, at the same time: a shared or
 throttled CPU lowers both. CPU: fp32 GEMM of large square matrices through both
 PyTorch (oneDNN/MKL) and numpy (its BLAS), the better of the two; where the CPU has
-AMX or AVX512-BF16 a bf16 GEMM is measured too, for context. GPU: fp16 GEMM on the
+AMX or AVX512-BF16 a bf16 GEMM is measured too, and an int8 GEMM (``torch._int_mm``): the
+ceilings that bf16 and int8 variants are measured against. GPU: fp16 GEMM on the
 tensor cores (PyTorch, timed with CUDA events).
 """
 
@@ -35,12 +36,19 @@ def _cpu_gemm(dtype_name: str, n: int, seconds: float) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(dtype)
-    b = torch.randn(n, n, generator=gen).to(dtype)
-    out = torch.empty(n, n, dtype=dtype)
-    times = _time_calls(lambda: torch.matmul(a, b, out=out), seconds)
+    if dtype_name == "int8":
+        # s8 x s8 -> s32 through oneDNN (VNNI / AMX-INT8 where the CPU has them): the
+        # ceiling for int8 variants, whose MatMuls run the same kind of kernel.
+        a = torch.randint(-127, 128, (n, n), generator=gen, dtype=torch.int8)
+        b = torch.randint(-127, 128, (n, n), generator=gen, dtype=torch.int8)
+        times = _time_calls(lambda: torch._int_mm(a, b), seconds)
+    else:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+        a = torch.randn(n, n, generator=gen).to(dtype)
+        b = torch.randn(n, n, generator=gen).to(dtype)
+        out = torch.empty(n, n, dtype=dtype)
+        times = _time_calls(lambda: torch.matmul(a, b, out=out), seconds)
     flops = 2.0 * n**3
     result = {"device": "cpu", "dtype": dtype_name, "n": n, "calls": len(times),
               "gflops": flops / min(times) / 1e9, "median_gflops": flops / float(np.median(times)) / 1e9,

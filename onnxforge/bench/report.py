@@ -31,6 +31,8 @@ class BenchRow:
     warmup_calls: int
     notes: str = ""
     peak_gflops: float | None = None
+    # The CPU's bf16 and int8 GEMM peaks (GFLOP/s, GOP/s) measured in the same run.
+    lowp_peaks: dict[str, float] = field(default_factory=dict)
     reference: "BenchRow | None" = field(default=None, repr=False, compare=False)
 
     @property
@@ -61,6 +63,11 @@ class BenchRow:
     def efficiency(self) -> float | None:
         return self.gflops / self.peak_gflops if self.peak_gflops else None
 
+    def efficiency_vs(self, dtype: str) -> float | None:
+        """Model GFLOP/s over the ``dtype`` (bf16 or int8) GEMM peak of this device."""
+        peak = self.lowp_peaks.get(dtype)
+        return self.gflops / peak if peak else None
+
     @property
     def speedup(self) -> float | None:
         """Reference median / this median: above 1 is faster than PyTorch fp32."""
@@ -87,6 +94,7 @@ class BenchRow:
             "throughput_seq_s": self.throughput, "tokens_s": self.throughput * self.seq,
             "flops": self.flops, "gflops_s": self.gflops, "peak_gflops": self.peak_gflops,
             "efficiency": self.efficiency,
+            "efficiency_bf16": self.efficiency_vs("bf16"), "efficiency_int8": self.efficiency_vs("int8"),
             "reference": self.reference.key if self.reference is not None else None,
             "speedup_vs_reference": self.speedup,
             "speedup_by_cycle": by_cycle,
@@ -139,18 +147,21 @@ class BenchReport:
 
     # -- rendering --------------------------------------------------------------------
     HEADERS = ("contender", "device", "batch x seq", "median ms", "p90 ms", "p99 ms", "seq/s",
-               "GFLOP/s", "eff %", "vs torch", "noise %")
+               "GFLOP/s", "eff %", "eff bf16 %", "eff int8 %", "vs torch", "noise %")
 
     def table_rows(self) -> list[tuple[str, ...]]:
         out = []
         for r in self.rows:
             d = r.to_dict()
             eff = f"{100 * d['efficiency']:.1f}" if d["efficiency"] is not None else "-"
+            eff_bf16 = f"{100 * d['efficiency_bf16']:.1f}" if d["efficiency_bf16"] is not None else "-"
+            eff_int8 = f"{100 * d['efficiency_int8']:.1f}" if d["efficiency_int8"] is not None else "-"
             speed = f"{d['speedup_vs_reference']:.2f}x" if d["speedup_vs_reference"] is not None else "-"
             noise = f"{100 * d['spread']:.0f}" if d["spread"] is not None else "-"
             out.append((
                 r.name, r.device, f"{r.batch} x {r.seq}", f"{d['median_ms']:.2f}", f"{d['p90_ms']:.2f}",
-                f"{d['p99_ms']:.2f}", f"{d['throughput_seq_s']:.1f}", f"{d['gflops_s']:.1f}", eff, speed, noise,
+                f"{d['p99_ms']:.2f}", f"{d['throughput_seq_s']:.1f}", f"{d['gflops_s']:.1f}", eff, eff_bf16, eff_int8,
+                speed, noise,
             ))
         return out
 
@@ -159,10 +170,12 @@ class BenchReport:
         for dev, peak in self.peaks.items():
             lines.append(f"- eff %: model GFLOP/s over the {peak['dtype']} GEMM peak measured on {dev} in this run "
                          f"({peak['gflops']:.0f} GFLOP/s, {peak['library']}, n={peak['n']}).")
-        bf16 = self.machine.get("cpu_bf16_gemm")
-        if bf16:
-            lines.append(f"- for context, the bf16 GEMM peak on this CPU (AMX/AVX512-BF16): {bf16['gflops']:.0f} GFLOP/s; "
-                         "bf16 and int8 rows can pass 100% of the fp32 peak.")
+        for dtype, label in (("bf16", "bf16 GEMM (AMX/AVX512-BF16)"), ("int8", "int8 GEMM (s8 x s8, torch._int_mm)")):
+            peak = self.machine.get(f"cpu_{dtype}_gemm")
+            if peak:
+                lines.append(f"- eff {dtype} %: model GFLOP/s over the CPU's {label} peak measured in this run "
+                             f"({peak['gflops']:.0f} G/s, n={peak['n']}): the ceiling for {dtype} variants, which can "
+                             "pass 100% of the fp32 peak.")
         lines.append("- vs torch: PyTorch eager fp32 median / this median, same device and shape (above 1 is faster).")
         lines.append("- noise %: spread of the per-cycle medians, (max - min) / median.")
         for s in self.skipped:

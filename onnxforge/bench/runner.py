@@ -11,13 +11,14 @@ from pathlib import Path
 from ..artifact import Artifact
 from ..errors import UserInputError
 from .options import BenchOptions
+from ..vocab import DEFAULT_ENGINE, ENGINE_OF_VARIANT
 from .report import BenchReport, BenchRow
 
 # Where a variant is meant to run, by its precision, when the manifest does not say.
 # fp16 graphs exist for the GPU: ORT's CPU provider has few fp16 kernels and wraps the
 # rest in casts. Dynamic int8 quantization (DynamicQuantizeLinear + MatInteger) is a
 # CPU provider technique. Naming a variant in --variants times it anyway.
-_TARGET_BY_PRECISION = {"fp16": "cuda", "int8": "cpu"}
+_TARGET_BY_PRECISION = {"fp16": "cuda", "int8": "cpu", "bf16": "cpu"}
 
 
 def _resolve_devices(requested: tuple[str, ...]) -> list[str]:
@@ -150,8 +151,20 @@ def run_bench(artifact_dir: str | Path, options: BenchOptions | None = None, *,
                 by_device[device] += cmod.torch_contenders(
                     loaded.module, spec, device, lowp=options.torch_lowp, cpu_bf16=cpu_has_bf16())
         for name, precision, device in plan:
-            say(f"loading {name} on {device}")
-            by_device[device].append(cmod.ort_contender(art.variant_path(name), name, precision, device, options.threads))
+            entry = art.variants[name]
+            engine = options.engine or entry.get("engine") or ENGINE_OF_VARIANT.get(name, DEFAULT_ENGINE)
+            say(f"loading {name} on {device} ({engine})")
+            if engine == "openvino":
+                if device != "cpu":
+                    skipped.append({"contender": f"openvino {name}", "device": device,
+                                    "reason": "OpenVINO runs on the CPU only here"})
+                    continue
+                hint = entry.get("inference_precision") or ("f32" if precision == "fp32" else None)
+                by_device[device].append(cmod.openvino_contender(art.variant_path(name), name, precision, hint,
+                                                                 options.threads))
+            else:
+                by_device[device].append(cmod.ort_contender(art.variant_path(name), name, precision, device,
+                                                            options.threads))
 
         peaks: dict[str, dict] = {}
         quick = options.block_seconds < 0.2
@@ -174,10 +187,15 @@ def run_bench(artifact_dir: str | Path, options: BenchOptions | None = None, *,
                 peaks[device] = found
 
         measure_peaks("start")
-        if "cpu" in devices and options.torch_lowp and cpu_has_bf16():
-            # Context for the bf16 rows: AMX's bf16 peak is several times the fp32 one.
-            machine["cpu_bf16_gemm"] = measure_gemm_peak("cpu", "bf16", n=1024 if quick else 2048,
-                                                         seconds=0.2 if quick else 1.0)
+        lowp: dict[str, float] = {}
+        if "cpu" in devices and options.measure_peak:
+            # The ceilings of bf16 and int8 variants: AMX's bf16 and int8 peaks are
+            # several times the fp32 one, so their rows get an efficiency of their own.
+            for dtype in (("bf16", "int8") if cpu_has_bf16() else ("int8",)):
+                say(f"measuring the cpu {dtype} GEMM peak")
+                machine[f"cpu_{dtype}_gemm"] = measure_gemm_peak("cpu", dtype, n=1024 if quick else 2048,
+                                                                 seconds=0.2 if quick else 1.0)
+                lowp[dtype] = machine[f"cpu_{dtype}_gemm"]["gflops"]
         rows: list[BenchRow] = []
         for batch in options.batch_sizes:
             for seq in options.seq_lens:
@@ -204,6 +222,7 @@ def run_bench(artifact_dir: str | Path, options: BenchOptions | None = None, *,
                             provider=c.provider, batch=batch, seq=seq, flops=flops, samples_s=t.samples,
                             cycle_medians_s=t.cycle_medians, repeats=t.repeats, warmup_calls=t.warmup_calls,
                             notes=c.notes, peak_gflops=peaks.get(device, {}).get("gflops"),
+                            lowp_peaks=lowp if device == "cpu" else {},
                         ))
                     reference = next((r for r in group_rows if r.kind == "torch" and r.precision == "fp32"), None)
                     for r in group_rows:

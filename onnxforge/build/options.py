@@ -32,7 +32,22 @@ from ..optimize.options import PRECISIONS as BUILD_PRECISIONS
 from ..sources.args import SOURCE_FIELDS, SourceArgs, field_schema
 from ..vocab import DEVICES, EXPORTERS
 
-DEFAULT_PRECISIONS = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16", "int8")}
+# bf16 joins the CPU defaults only where the CPU has bf16 compute (resolved_precisions).
+DEFAULT_PRECISIONS = {"cpu": ("fp32", "int8", "bf16"), "cuda": ("fp32", "fp16", "int8")}
+
+
+
+def _cpu_has_bf16() -> bool:
+    """Where OpenVINO can run bf16 (AMX / AVX512-BF16); False without openvino."""
+    from ..errors import OnnxforgeError
+
+    try:
+        from ..runtime.openvino import cpu_has_bf16
+
+        return cpu_has_bf16()
+    except OnnxforgeError:
+        return False
+
 
 STANDALONE_NAME = "onnxforge.toml"
 PYPROJECT_NAME = "pyproject.toml"
@@ -111,7 +126,11 @@ class BuildOptions:
         return self.package or self.out.parent / f"{self.out.name}.tar.gz"
 
     def resolved_precisions(self, device: str) -> tuple[str, ...]:
-        return self.precisions or DEFAULT_PRECISIONS[device]
+        if self.precisions:
+            return self.precisions
+        if device == "cpu" and not _cpu_has_bf16():
+            return tuple(p for p in DEFAULT_PRECISIONS[device] if p != "bf16")
+        return DEFAULT_PRECISIONS[device]
 
     def validate_options(self, variant: str, device: str):
         """The ValidateOptions for one variant: the ``validate`` overrides under their option names."""

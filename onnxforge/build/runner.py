@@ -188,6 +188,25 @@ class _Runner:
         key = keys.smoke_key(self.keys[stage_key(OPTIMIZE, variant)], variant, self.device)
         self.run_stage(stage_key(SMOKE, variant), key, lambda say: smoke_artifact(self.out, opts, progress=say))
 
+    def choose_default(self) -> None:
+        """Time the faithful variants and record the fastest as the CPU default (serve and
+        batch run it when no --variant is given; see bench.fastest). Kept while the
+        variants' keys and the CPU model hold, so a rebuild reuses it and re-packages
+        the same bytes; measured again otherwise."""
+        from ..bench.fastest import faithful_variants, record_fastest
+        from ..bench.machine import _cpu_model
+
+        art = Artifact.open(self.out)
+        candidates, _ = faithful_variants(art, self.device)
+        key = keys.digest("default", __version__, self.device, _cpu_model(),
+                          {v: self.keys.get(stage_key(OPTIMIZE, v), self.keys.get(EXPORT)) for v in sorted(candidates)})
+        if ((art.manifest.get("default_variants") or {}).get(self.device) or {}).get("key") == key:
+            return
+        self.emit("progress", "measuring the faithful variants to choose the CPU default")
+        record = record_fastest(self.out, self.device, progress=lambda m: self.emit("progress", m), key=key)
+        times = ", ".join(f"{v} {t.get('job_ms', t['b1x128_ms']):.1f}" for v, t in record["measured_ms"].items())
+        self.emit("progress", f"default on {self.device}: {record['variant']} ({record['engine']}); ms: {times}")
+
     def package(self, variants: list[str]) -> None:
         from ..release.package import PackageOptions, package_artifact
 
@@ -251,6 +270,8 @@ def build(options: BuildOptions, *, events: Event | None = None) -> BuildReport:
         if options.smoke:
             for v in variants:
                 runner.smoke(v)
+        if device == "cpu":
+            runner.choose_default()
         runner.package([BASE_VARIANT, *variants])
         runner.verify()
     except _Stop as stop:

@@ -14,100 +14,15 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import Callable
 
 from ..artifact import Artifact, deferred_interrupts, model_files
 from ..parity.goldens import GoldensUnreadable, goldens_path, read_goldens
-from ..parity.judge import judge_output, pooled_cosines
-from ..parity.tolerance import default_tolerance
 from ..report import Check
 from ..vocab import stage_key
-from ..errors import UserInputError
-from ..graph import QUANTIZED_OPS, is_quantized, load_graph
 from ..spec import ModelSpec
+from .checks import CHECK_SHAPE, check_base, compare_batches, feeds_for, run_session, tool_versions
 from .options import OptimizeOptions, OptimizeReport, fusion_check
-
-CHECK_SHAPE = (3, 37)  # batch, sequence: not the trace shape, right-padded rows
-CALIBRATION_BATCH = 8
-
-
-# -- inputs ---------------------------------------------------------------------------------
-def text_feeds(artifact: Artifact, spec: ModelSpec, count: int, offset: int) -> list[dict[str, np.ndarray]] | None:
-    """Batches of real text through the artifact's own tokenizer, or None without one."""
-    if not (artifact.root / "tokenizer.json").is_file():
-        return None
-    from ..data import sample_texts
-    from ..textbatch import encode_texts
-    from ..tokenizer import load_tokenizer
-
-    tokenizer = load_tokenizer(artifact.root)
-    texts = sample_texts(count, offset=offset)
-    return [encode_texts(tokenizer, texts[i:i + CALIBRATION_BATCH], spec) for i in range(0, len(texts), CALIBRATION_BATCH)]
-
-
-def random_feeds(spec: ModelSpec, count: int, seed: int) -> list[dict[str, np.ndarray]]:
-    from ..inputs import random_inputs
-
-    batches = max(1, count // CALIBRATION_BATCH)
-    return [random_inputs(spec, CALIBRATION_BATCH, min(64, spec.max_positions), seed=seed + i) for i in range(batches)]
-
-
-def feeds_for(artifact: Artifact, spec: ModelSpec, count: int, offset: int, seed: int) -> tuple[list, str]:
-    feeds = text_feeds(artifact, spec, count, offset)
-    if feeds:
-        return feeds, f"{count} real texts (onnxforge.data.sample_texts offset {offset}) through the artifact's tokenizer"
-    return random_feeds(spec, count, seed), "random token ids (the artifact has no tokenizer.json)"
-
-
-# -- checks ---------------------------------------------------------------------------------
-def _run(session, spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from ..runners import run_session
-
-    return run_session(session, spec, feeds)
-
-
-def compare_batches(name: str, reference: str, precision: str, spec: ModelSpec, pairs, options: OptimizeOptions) -> Check:
-    """One check over batches of (feeds, expected outputs, actual outputs).
-
-    fp32 and fp16 are judged by the parity table (``onnxforge.parity``) on real tokens;
-    int8 by its quality gate on mean-pooled sentence embeddings (``int8_min_cosine`` /
-    ``int8_mean_cosine``): per-element int8 error is not bounded usefully.
-    """
-    outputs: dict[str, dict[str, Any]] = {}
-    reasons: list[str] = []
-    for out in spec.outputs:
-        batches = [(expected[out.name], actual[out.name], feeds.get("attention_mask")) for feeds, expected, actual in pairs]
-        tol = default_tolerance(precision)
-        verdict = judge_output(out, batches, tol)
-        same_shape = [(e, a, m) for e, a, m in batches if e.shape == a.shape]
-        cos = (np.concatenate([pooled_cosines(e, a, out, m) for e, a, m in same_shape]) if same_shape
-               else np.array([float("nan")]))
-        m = verdict.metrics
-        entry: dict[str, Any] = {"max_abs": m["max_abs"] if same_shape and len(same_shape) == len(batches) else float("inf"),
-                                 "min_cosine": m["min_cosine"], "atol_needed": m["atol_needed"],
-                                 "pooled_min_cosine": float(cos.min()), "pooled_mean_cosine": float(cos.mean()),
-                                 "samples": int(cos.size)}
-        if precision == "int8":
-            entry.update(min_required=options.int8_min_cosine, mean_required=options.int8_mean_cosine)
-            shape_problems = [r for r in verdict.reasons if r.startswith("shape ")]
-            ok = not shape_problems and entry["pooled_min_cosine"] >= options.int8_min_cosine \
-                and entry["pooled_mean_cosine"] >= options.int8_mean_cosine
-            if shape_problems:
-                reasons += [f"{out.name}: {r}" for r in shape_problems]
-            elif not ok:
-                reasons.append(f"{out.name}: pooled cosine min {entry['pooled_min_cosine']:.4f} / mean "
-                               f"{entry['pooled_mean_cosine']:.4f} (needs {options.int8_min_cosine} / {options.int8_mean_cosine})")
-        else:
-            entry["tolerance"] = tol.to_dict()
-            ok = verdict.passed
-            reasons += [f"{out.name}: {r}" for r in verdict.reasons]
-        entry["passed"] = bool(ok)
-        outputs[out.name] = entry
-    passed = not reasons and all(o["passed"] for o in outputs.values())
-    return Check(name, passed, "; ".join(reasons), metrics={"outputs": outputs}, about={"reference": reference})
-
 
 def run_checks(artifact: Artifact, spec: ModelSpec, candidate: Path, fused_fp32, options: OptimizeOptions, say) -> list[Check]:
     from ..inputs import random_inputs
@@ -127,7 +42,7 @@ def run_checks(artifact: Artifact, spec: ModelSpec, candidate: Path, fused_fp32,
         say("checking against the PyTorch goldens")
         feeds, expected = goldens.inputs, goldens.outputs
         if set(expected) >= set(spec.output_names):
-            actual = _run(session, spec, feeds)
+            actual = run_session(session, spec, feeds)
             checks.append(compare_batches("goldens", "PyTorch fp32 outputs for the export's golden texts",
                                           options.precision, spec, [(feeds, expected, actual)], options))
     if options.precision in ("fp32", "fp16"):
@@ -136,7 +51,7 @@ def run_checks(artifact: Artifact, spec: ModelSpec, candidate: Path, fused_fp32,
         seq = min(CHECK_SHAPE[1], spec.max_positions)
         feeds = random_inputs(spec, CHECK_SHAPE[0], seq, seed=23)
         base_session, _ = make_session(artifact.variant_path("base"), "cpu")
-        pairs = [(feeds, _run(base_session, spec, feeds), _run(session, spec, feeds))]
+        pairs = [(feeds, run_session(base_session, spec, feeds), run_session(session, spec, feeds))]
         checks.append(compare_batches("random right-padded batch", "base model (fp32 export) on ONNX Runtime",
                                       options.precision, spec, pairs, options))
     else:
@@ -148,7 +63,7 @@ def run_checks(artifact: Artifact, spec: ModelSpec, candidate: Path, fused_fp32,
         so = ort.SessionOptions()
         so.log_severity_level = 3
         ref = ort.InferenceSession(fused_fp32.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        pairs = [(f, _run(ref, spec, f), _run(session, spec, f)) for f in feeds_list]
+        pairs = [(f, run_session(ref, spec, f), run_session(session, spec, f)) for f in feeds_list]
         checks.append(compare_batches("held-out texts", f"fused fp32 graph; {source}", "int8", spec, pairs, options))
     return checks
 
@@ -177,28 +92,6 @@ def _publish(staged: list[Path], root: Path, final_name: str) -> list[str]:
     return names
 
 
-def _versions() -> dict[str, str | None]:
-    from ..env import package_version
-
-    ort = package_version("onnxruntime") or package_version("onnxruntime-gpu")
-    return {"onnxruntime": ort, "onnxscript": package_version("onnxscript"), "onnx": package_version("onnx"),
-            "onnx_ir": package_version("onnx_ir")}
-
-
-def _check_base(artifact: Artifact) -> tuple[Path, Any]:
-    base_path = artifact.variant_path("base")
-    base = load_graph(base_path)
-    if is_quantized(base):
-        ops = sorted({n.op_type for n in base.graph.node if n.op_type in QUANTIZED_OPS})
-        raise UserInputError(
-            f"the base model {base_path.name} in {artifact.root} is already quantized (it has {', '.join(ops)})",
-            hint="optimize starts from the fp32 export: re-run `onnxforge export` for this model",
-        )
-    # The new variant gets fresh hashes: a base changed since export would be laundered into it.
-    artifact.require_recorded("base", "optimize builds only on the export it recorded")
-    return base_path, base
-
-
 def optimize_artifact(artifact_dir: Path, options: OptimizeOptions = OptimizeOptions(), *,
                       progress: Callable[[str], None] | None = None) -> OptimizeReport:
     """Build ``model_<variant>.onnx`` from the artifact's base export and record it.
@@ -208,11 +101,15 @@ def optimize_artifact(artifact_dir: Path, options: OptimizeOptions = OptimizeOpt
     evidence stays inspectable; under ``strict`` a graph that is not fully fused is
     recorded with ``passed: false`` so later stages do not pick it.
     """
+    if options.engine == "openvino":
+        from .openvino_variant import optimize_openvino
+
+        return optimize_openvino(artifact_dir, options, progress=progress)
     started = time.perf_counter()
     say = progress or (lambda m: None)
     artifact = Artifact.open(artifact_dir)
     spec = artifact.spec
-    base_path, _ = _check_base(artifact)
+    base_path, _ = check_base(artifact)
     notes: list[str] = []
     if options.precision == "fp16" and options.device == "cpu":
         notes.append("fp16 targets CUDA: ONNX Runtime's CPU provider runs it by casting each node back to fp32, "
@@ -274,7 +171,7 @@ def optimize_artifact(artifact_dir: Path, options: OptimizeOptions = OptimizeOpt
         report = OptimizeReport(
             artifact=root, options=options, file=options.file_name, fusion=fusion.report,
             checks=[fusion_check(fusion.report, options.strict), *checks],
-            fp16=fp16_report, int8=int8_report, notes=notes, tool_versions=_versions(),
+            fp16=fp16_report, int8=int8_report, notes=notes, tool_versions=tool_versions(),
             sizes={name: (root / name).stat().st_size for name in published},
         )
         report.seconds = round(time.perf_counter() - started, 2)
@@ -286,7 +183,9 @@ def optimize_artifact(artifact_dir: Path, options: OptimizeOptions = OptimizeOpt
             "file": options.file_name,
             "precision": options.precision,
             "device": "cpu" if options.precision == "int8" else options.device,
+            "engine": "ort",
             "from": "base",
+            "lossy": options.precision == "int8" and not report.checks_passed,
         }
         artifact.record_stage(stage_key("optimize", options.variant), report.to_dict())
         artifact.save()

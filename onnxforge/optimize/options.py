@@ -9,15 +9,12 @@ from typing import Any
 from ..errors import UserInputError
 from ..report import Check, ChecksReport
 from ..vocab import CONCRETE_DEVICES as DEVICES
-from ..vocab import PRECISIONS as ALL_PRECISIONS
-from ..vocab import VARIANT_FOR_PRECISION
+from ..vocab import ENGINES, OPENVINO_FILES, OPENVINO_INT8_VARIANT, PRECISIONS, VARIANT_FOR_PRECISION
 
-# The precisions optimize builds today: vocab.PRECISIONS also names bf16, which OpenVINO
-# runs from the fp32 graph and no optimize route writes.
-NOT_BUILT_BY_OPTIMIZE = ("bf16",)
-PRECISIONS = tuple(p for p in ALL_PRECISIONS if p not in NOT_BUILT_BY_OPTIMIZE)
+# The engine each precision can be built for (bf16 is an OpenVINO IR only).
+ENGINES_FOR_PRECISION = {"fp32": ("ort",), "fp16": ("ort",), "int8": ("ort", "openvino"), "bf16": ("openvino",)}
 # The device each precision is built for; the other one is allowed with a note.
-TARGET_DEVICE = {"fp16": "cuda", "int8": "cpu"}
+TARGET_DEVICE = {"fp16": "cuda", "int8": "cpu", "bf16": "cpu"}
 OUTLIER_METHODS = ("smooth", "split", "none")
 
 
@@ -33,6 +30,16 @@ class OptimizeOptions:
     precision: str = "fp32"
     device: str = "cpu"
     strict: bool = False
+    # ort (fused ONNX graphs) or openvino (an IR; bf16 is openvino only). None: the
+    # precision's first engine.
+    engine: str | None = None
+    # int8/bf16: publish a variant that misses the quality gates (recorded as lossy, never a default).
+    allow_lossy: bool = False
+    # OpenVINO int8: the NNCF configuration (a name in ov_int8.CONFIGS).
+    nncf_config: str = "nncf-sq0.8"
+    # bf16: sentence embeddings of real text vs the fp32 reference.
+    bf16_min_cosine: float = 0.999
+    bf16_mean_cosine: float = 0.9995
     # int8: calibration and held-out check texts (offsets into sample_texts).
     calibration_texts: int = 128
     calibration_offset: int = 1000
@@ -63,6 +70,16 @@ class OptimizeOptions:
                 f"--device {self.device!r} is not a target optimize can build for",
                 hint=f"choose one of {', '.join(DEVICES)} (the graph is built for that provider; no GPU is needed)",
             )
+        if self.engine is None:
+            object.__setattr__(self, "engine", ENGINES_FOR_PRECISION[self.precision][0])
+        if self.engine not in ENGINES:
+            raise UserInputError(f"--engine {self.engine!r} is not known", hint=f"choose one of {', '.join(ENGINES)}")
+        if self.engine not in ENGINES_FOR_PRECISION[self.precision]:
+            raise UserInputError(
+                f"--precision {self.precision} cannot be built for --engine {self.engine}",
+                hint=f"{self.precision} is built for {' or '.join(ENGINES_FOR_PRECISION[self.precision])}")
+        if self.device == "cuda" and self.engine == "openvino":
+            raise UserInputError("--engine openvino builds CPU variants only", hint="use --device cpu")
         if self.calibration_texts < 1 or self.check_texts < 1:
             raise UserInputError("calibration_texts and check_texts must be at least 1")
         if self.outlier_ratio <= 1.0 or self.max_outlier_channels < 0 or self.smooth_target <= 0:
@@ -73,11 +90,20 @@ class OptimizeOptions:
 
     @property
     def variant(self) -> str:
+        if self.precision == "int8" and self.engine == "openvino":
+            return OPENVINO_INT8_VARIANT
         return VARIANT_FOR_PRECISION[self.precision]
 
     @property
     def file_name(self) -> str:
-        return f"model_{self.variant}.onnx"
+        """The variant's model file, relative to the artifact folder."""
+        return OPENVINO_FILES.get(self.variant) or f"model_{self.variant}.onnx"
+
+    def gates(self) -> tuple[float, float]:
+        """(min, mean) pooled cosine a lossy precision must keep on real text."""
+        if self.precision == "bf16":
+            return self.bf16_min_cosine, self.bf16_mean_cosine
+        return self.int8_min_cosine, self.int8_mean_cosine
 
     @property
     def target_device(self) -> str:
@@ -116,6 +142,7 @@ class OptimizeReport(ChecksReport):
     checks: list[Check] = field(default_factory=list)
     fp16: dict[str, Any] | None = None
     int8: dict[str, Any] | None = None
+    openvino: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -170,6 +197,8 @@ class OptimizeReport(ChecksReport):
             "device": o.device,
             "target_device": o.target_device,
             "strict": o.strict,
+            "engine": o.engine,
+            "allow_lossy": o.allow_lossy,
             "file": self.file,
             "from": "base",
             "fused_ops": dict(self.fusion.get("fused_ops", {})),
@@ -177,6 +206,7 @@ class OptimizeReport(ChecksReport):
             "checks": [check_dict(c) for c in self.parity_checks],
             "fp16": self.fp16,
             "int8": self.int8,
+            "openvino": self.openvino,
             "notes": list(self.notes),
             "failures": self.failures(),
             "warnings": self.warnings(),

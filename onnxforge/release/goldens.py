@@ -114,6 +114,7 @@ def check_goldens(art: Artifact, variant: str, device: str) -> GoldensReport:
     Never raises for a model that fails to load or run (that is a failed check).
     """
     from ..runners import make_session, run_session
+    from ..runtime.engine import open_engine, openvino_precision, variant_engine
 
     folder = art.root
     entry_goldens = art.goldens_entry or {}
@@ -140,9 +141,17 @@ def check_goldens(art: Artifact, variant: str, device: str) -> GoldensReport:
     try:
         # One thread: the same numbers on any machine, so a package's recorded
         # measurements (and its bytes) do not depend on the core count.
-        session, info = make_session(Path(folder) / entry["file"], device, threads=1)
-        actual = run_session(session, spec, feeds)
-        report.provider = info.obtained[0]
+        if variant_engine(entry, variant) == "openvino":
+            # Each variant on the engine it records (an OpenVINO IR cannot run on ORT).
+            engine = open_engine(Path(folder) / entry["file"], device, engine="openvino", threads=1,
+                                 precision=openvino_precision(entry))
+            actual = {n: np.asarray(v, dtype=np.float32) for n, v in
+                      engine.run({k: v for k, v in feeds.items() if k in engine.input_names}).items()}
+            report.provider = f"OpenVINO CPU ({engine.inference_precision})"
+        else:
+            session, info = make_session(Path(folder) / entry["file"], device, threads=1)
+            actual = run_session(session, spec, feeds)
+            report.provider = info.obtained[0]
     except Exception as e:  # a corrupted or incompatible model is a failed check here
         message = getattr(e, "message", None) or f"{type(e).__name__}: {short_error(e, 300)}"
         report.checks.append(_problem("run", f"{entry['file']} did not run: {message}"))

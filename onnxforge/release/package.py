@@ -116,6 +116,17 @@ def _stage_failed(art: Artifact, variant: str) -> str | None:
     return None
 
 
+def _describe(path: Path) -> dict[str, Any]:
+    """describe_model for ONNX files; the same keys, read by OpenVINO, for an IR."""
+    if path.suffix != ".xml":
+        from ..graph import describe_model
+
+        return describe_model(path)
+    from ..runtime.openvino import describe_ir
+
+    return describe_ir(path)
+
+
 def choose_variants(art: Artifact, asked: tuple[str, ...]) -> tuple[list[str], list[str], list[str]]:
     """(variants to package, failures, notes)."""
     available = list(art.variants)
@@ -234,6 +245,11 @@ def build_manifest(art: Artifact, chosen: list[str], files: dict[str, dict[str, 
     m = art.manifest
     manifest = {key: copy.deepcopy(m[key]) for key in ("schema", "onnxforge_version", "created", "source", "spec",
                                                         "export", "versions", "goldens") if key in m}
+    defaults = {d: {"variant": r["variant"], "engine": r.get("engine")}
+                for d, r in (m.get("default_variants") or {}).items() if isinstance(r, dict) and r.get("variant") in chosen}
+    if defaults:
+        # Which variant serve and batch run by default (the timings stay in the folder's manifest).
+        manifest["default_variants"] = defaults
     if "build" in m:
         # What built it (options, content keys of the stages packaged), not the
         # bookkeeping of later runs, which would make re-packaging differ.
@@ -285,7 +301,7 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
                              hint=f"packaged: {', '.join(chosen)}")
 
     say("checking every file against the manifest")
-    model_names = {v: [p.name for p in model_files(art.variant_path(v))] for v in chosen}
+    model_names = {v: [p.relative_to(art.root).as_posix() for p in model_files(art.variant_path(v))] for v in chosen}
     names = sorted({n for files in model_names.values() for n in files} | set(_support_files(art)))
     files, integrity_failures = _integrity(art, names)
     failures += integrity_failures
@@ -294,7 +310,7 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
     golden_checks: dict[str, Any] = {}
     for v in chosen:
         entry = art.variants[v]
-        described = describe_model(art.variant_path(v)) if not integrity_failures else {}
+        described = _describe(art.variant_path(v)) if not integrity_failures else {}
         models[v] = {
             "file": entry["file"],
             "files": model_names[v],
@@ -328,7 +344,7 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
         for rel, src in tfiles.items():
             data = src if isinstance(src, bytes) else None
             files[rel] = ({"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} if data is not None
-                          else dict(files[src.name]))
+                          else dict(files[src.relative_to(art.root).as_posix()]))
         entries.update(tfiles)
         triton = {"name": name, "variant": tv, "folder": f"triton/{name}", "max_batch_size": options.max_batch_size,
                   "platform": "onnxruntime_onnx"}

@@ -294,18 +294,24 @@ def _check_signatures(art: Artifact, report: VerifyReport, bad: set[str], is_pac
             report.add("signature", file or variant, False, f"variant '{variant}' names a file the manifest does not list")
             continue
         try:
-            model = load_graph(root / file)
+            if file.endswith(".xml"):  # an OpenVINO IR: read by OpenVINO, no ONNX opset
+                from ..runtime.openvino import describe_ir
+
+                described = describe_ir(root / file)
+                sig, versions = described["signature"], (None, None)
+            else:
+                model = load_graph(root / file)
+                sig, versions = signature(model), (opset(model), model.ir_version)
         except UserInputError as e:
             report.add("signature", file, False, e.message)
             continue
-        sig = signature(model)
         if is_package:
             recorded = art.table("package")["models"].get(variant, {})
             problems = []
             if sig != recorded.get("signature"):
                 problems.append(f"graph I/O {json.dumps(sig)} differs from the manifest's {json.dumps(recorded.get('signature'))}")
-            if (opset(model), model.ir_version) != (recorded.get("opset"), recorded.get("ir_version")):
-                problems.append(f"opset {opset(model)} / IR {model.ir_version}, manifest says "
+            if versions != (recorded.get("opset"), recorded.get("ir_version")):
+                problems.append(f"opset {versions[0]} / IR {versions[1]}, manifest says "
                                 f"{recorded.get('opset')} / {recorded.get('ir_version')}")
         else:
             problems = _spec_signature_problems(sig, spec)

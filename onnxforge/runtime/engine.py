@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 from ..errors import UserInputError
-from ..vocab import DEFAULT_ENGINE, ENGINES
+from ..vocab import DEFAULT_ENGINE, ENGINE_OF_VARIANT, ENGINES
 
 
 @runtime_checkable
@@ -41,14 +41,38 @@ class Engine(Protocol):
 def open_engine(path: Path, device: str, *, engine: str = DEFAULT_ENGINE, **options: Any) -> Engine:
     """The engine named ``engine`` on ``path`` for ``device`` (cpu, cuda or auto).
 
-    ``options`` are the engine's own (ORT: threads, optimization, config, io_binding).
+    ``options`` are the engine's own (ORT: threads, optimization, config, io_binding;
+    OpenVINO: precision, performance, streams, threads).
     A CUDA request that cannot be met raises ``CheckFailed``, never a silent CPU run.
     """
     if engine not in ENGINES:
         raise UserInputError(f"--engine {engine} is not known", hint=f"choose one of {', '.join(ENGINES)}")
+    if Path(path).suffix == ".xml" and engine != "openvino":
+        raise UserInputError(f"{Path(path).name} is an OpenVINO IR: the {engine} engine cannot run it",
+                             hint="run it on the openvino engine (--engine openvino; for batch: --runtime-engine openvino), or pick another variant")
     if engine == "ort":
         from .ort import OrtEngine
 
         return OrtEngine.open(path, device, **options)
-    raise UserInputError(f"the {engine} engine cannot run variants in this version of onnxforge",
-                         hint=f"use --engine {DEFAULT_ENGINE}")
+    from .openvino import OpenVINOEngine
+
+    return OpenVINOEngine.open(path, device, **options)
+
+
+def variant_engine(entry: dict[str, Any], variant: str, requested: str | None = None) -> str:
+    """The engine a variant runs on: ``requested`` (--engine) if given, else the one its
+    manifest entry records, else the vocabulary's default for that variant."""
+    if requested is not None:
+        if requested not in ENGINES:
+            raise UserInputError(f"--engine {requested} is not known", hint=f"choose one of {', '.join(ENGINES)}")
+        return requested
+    return str(entry.get("engine") or ENGINE_OF_VARIANT.get(variant, DEFAULT_ENGINE))
+
+
+def openvino_precision(entry: dict[str, Any]) -> str | None:
+    """The inference precision an OpenVINO run of this variant uses: the one it was built
+    and checked for (bf16, ov-int8), f32 for fp32 graphs (an fp32 variant stays fp32 even
+    where OpenVINO's CPU default would be bf16), else OpenVINO's default."""
+    if entry.get("inference_precision"):
+        return str(entry["inference_precision"])
+    return "f32" if entry.get("precision", "fp32") == "fp32" else None

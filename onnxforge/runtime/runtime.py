@@ -24,7 +24,7 @@ from ..textbatch import pipeline_max_length, pipeline_texts
 from ..tokenizer import load_tokenizer
 from ..vocab import CONCRETE_DEVICES, VARIANTS, resolve_device
 from .checks import check_graph_inputs, check_tokenizer_against_model
-from .engine import Engine, open_engine
+from .engine import Engine, open_engine, openvino_precision, variant_engine
 from .pooling import classes, pooled, result_kind
 from .texts import check_texts
 
@@ -37,8 +37,14 @@ DEFAULT_VARIANTS = {"cuda": ("fp16", "optimized", "base"), "cpu": ("optimized", 
 assert set(DEFAULT_VARIANTS) == set(CONCRETE_DEVICES) and all(set(v) <= set(VARIANTS) for v in DEFAULT_VARIANTS.values())
 
 
-def choose_variant(variants: dict[str, Any], device: str) -> str:
-    """The default variant for ``device`` ("cpu" or "cuda") among those the artifact has."""
+def choose_variant(variants: dict[str, Any], device: str, preferred: str | None = None) -> str:
+    """The default variant for ``device`` ("cpu" or "cuda") among those the artifact has.
+
+    ``preferred``: the variant ``build`` measured fastest among the faithful ones for this
+    device (``Artifact.default_variant``); used when present and not recorded as lossy.
+    """
+    if preferred and preferred in variants and not variants[preferred].get("lossy"):
+        return preferred
     for name in DEFAULT_VARIANTS[device]:
         if name in variants:
             return name
@@ -46,6 +52,12 @@ def choose_variant(variants: dict[str, Any], device: str) -> str:
         f"the artifact has none of the variants {list(DEFAULT_VARIANTS[device])} for {device}",
         hint=f"pass --variant NAME; it has {', '.join(sorted(variants)) or 'none'}",
     )
+
+
+def default_variant(artifact: Artifact, device: str) -> str | None:
+    """The variant ``build`` chose for ``device`` by measurement (manifest ``default_variants``)."""
+    chosen = (artifact.manifest.get("default_variants") or {}).get(device)
+    return chosen.get("variant") if isinstance(chosen, dict) else chosen
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,7 @@ class Runtime:
         io_binding: bool | None = None,
         spin: bool = False,
         optimization: str = "all",
+        engine: str | None = None,
     ) -> "Runtime":
         """Open ``artifact_dir`` and build a session for ``variant`` on ``device``.
 
@@ -118,7 +131,8 @@ class Runtime:
         io_binding: None means on for CUDA (inputs copied once, outputs bound to the
         device), off for CPU where it saves nothing. spin: let ORT's intra-op threads
         spin after each run; off by default, so the tokenizer, the writer and the HTTP
-        loop get the cores between runs.
+        loop get the cores between runs. engine: ort or openvino; None runs each variant
+        on the engine its manifest entry records (``engine.variant_engine``).
         """
         artifact = Artifact.open(artifact_dir)
         spec = artifact.spec
@@ -133,12 +147,18 @@ class Runtime:
         # Pad by hand (see pad): the tokenizer only truncates.
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=checks["max_length"])
-        options = {"threads": threads, "optimization": optimization, "io_binding": io_binding,
-                   "config": {"session.intra_op.allow_spinning": "1" if spin else "0"}}
-        name = variant or choose_variant(artifact.variants, target)
+        ort_options = {"threads": threads, "optimization": optimization, "io_binding": io_binding,
+                       "config": {"session.intra_op.allow_spinning": "1" if spin else "0"}}
+
+        def open_variant(name: str, target: str) -> Engine:
+            entry = artifact.variants.get(name, {})
+            chosen = variant_engine(entry, name, engine)
+            options = ort_options if chosen == "ort" else {"threads": threads, "precision": openvino_precision(entry)}
+            return open_engine(artifact.variant_path(name), target, engine=chosen, **options)
+
+        name = variant or choose_variant(artifact.variants, target, default_variant(artifact, target))
         try:
-            # The engine the variant was built for (ORT for manifests that record none).
-            engine = open_engine(artifact.variant_path(name), target, engine=artifact.variant_engine(name), **options)
+            runner = open_variant(name, target)
         except CheckFailed as e:
             if device != "auto":
                 raise
@@ -146,11 +166,11 @@ class Runtime:
             # use the CPU (and the CPU's default variant), and say so in describe().
             checks["device_note"] = f"auto: CUDA did not start, using CPU ({e.message})"
             target = "cpu"
-            name = variant or choose_variant(artifact.variants, target)
-            engine = open_engine(artifact.variant_path(name), target, engine=artifact.variant_engine(name), **options)
+            name = variant or choose_variant(artifact.variants, target, default_variant(artifact, target))
+            runner = open_variant(name, target)
         path = artifact.variant_path(name)
-        input_dtypes = check_graph_inputs(engine, spec)
-        return cls(artifact=artifact, variant=name, path=path, engine=engine, tokenizer=tokenizer,
+        input_dtypes = check_graph_inputs(runner, spec)
+        return cls(artifact=artifact, variant=name, path=path, engine=runner, tokenizer=tokenizer,
                    max_length=checks["max_length"], input_dtypes=input_dtypes, checks=checks)
 
     # -- facts ---------------------------------------------------------------------
@@ -176,7 +196,7 @@ class Runtime:
             "artifact": str(self.artifact.root),
             "variant": self.variant,
             "precision": self.precision,
-            "file": self.path.name,
+            "file": self.path.relative_to(self.artifact.root).as_posix(),
             "engine": self.engine.engine,
             "device": self.device,
             "providers": self.providers,

@@ -243,7 +243,8 @@ def serve(runtime, options: ServeOptions = ServeOptions(), *, announce=print) ->
     sock = bind_socket(options.host, options.port)
     host, port = sock.getsockname()[:2]
     server = make_server(app, options)
-    announce(f"serving {runtime.spec.task} model '{runtime.variant}' on {runtime.device} at http://{host}:{port} "
+    announce(f"serving {runtime.spec.task} model '{runtime.variant}' ({runtime.precision}) on {runtime.device} "
+             f"via {runtime.engine.engine} at http://{host}:{port} "
              f"(POST /embed, /predict, /v1/embeddings; GET /health, /ready, /metrics, /docs)"
              + (" with API-key auth" if options.api_key else ""))
     try:

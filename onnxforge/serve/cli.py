@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..cli_common import ArtifactDir, Device, Variant, err_console, handle_errors
-from ..runtime.cli_options import MaxLength, Threads
+from ..runtime.cli_options import Engine, MaxLength, Threads
 
 
 @handle_errors
@@ -30,6 +30,7 @@ def serve_command(
     api_key: Annotated[str | None, typer.Option("--api-key", help="Require 'Authorization: Bearer KEY' on every endpoint but /health and /ready (default: $ONNXFORGE_API_KEY).", show_default=False)] = None,
     max_length: MaxLength = None,
     threads: Threads = None,
+    engine: Engine = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve the model over HTTP: POST /embed, /predict (JSON {"texts": [...]}) and /v1/embeddings (OpenAI's API); GET /health, /ready, /metrics."""
@@ -43,7 +44,7 @@ def serve_command(
                            request_timeout_s=request_timeout, body_timeout_s=body_timeout, max_connections=max_connections,
                            max_batch_tokens=max_batch_tokens or None, model_name=model_name,
                            api_key=resolve_api_key(api_key))
-    runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads)
+    runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads, engine=engine)
     try:
         serve(runtime, options, announce=lambda line: err_console().print(line, markup=False))
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..cli_common import ArtifactDir, Device, JsonOut, Variant, err_console, handle_errors, out_console, print_json_maybe
-from ..runtime.cli_options import MaxLength
+from ..runtime.cli_options import Engine, MaxLength
 
 
 def _int_list(text: str, flag: str) -> tuple[int, ...]:
@@ -37,6 +37,7 @@ def smoke_command(
     torch: Annotated[bool, typer.Option("--torch/--no-torch", help="Also compare with the PyTorch model rebuilt from the manifest.")] = True,
     record: Annotated[bool, typer.Option("--record/--no-record", help="Record the result in the artifact's manifest.")] = True,
     max_length: MaxLength = None,
+    engine: Engine = None,
     json_path: JsonOut = None,
 ) -> None:
     """Run real sentences through the artifact's tokenizer and model: goldens, PyTorch, latency. Exit 1 on a mismatch or a CUDA fallback."""
@@ -44,7 +45,7 @@ def smoke_command(
 
     options = SmokeOptions(
         variant=variant, device=device, texts=tuple(text or ()), batch_sizes=_int_list(batch_sizes, "--batch-sizes"),
-        iterations=iterations, torch=torch, record=record, max_length=max_length,
+        iterations=iterations, torch=torch, record=record, max_length=max_length, engine=engine,
     )
     with err_console().status("smoke") as status:
         report = smoke_artifact(artifact_dir, options, progress=lambda m: status.update(m))
@@ -60,8 +61,9 @@ def _render_smoke(report) -> None:
     from rich.table import Table
 
     console = out_console()
+    engine = report.runtime.get("engine", "ort") if report.runtime else "ort"
     console.print(f"smoke {report.artifact} variant [bold]{report.variant}[/] ({report.precision}) on "
-                  f"{report.device} {report.providers}", markup=True)
+                  f"{report.device} via {engine} {report.providers}", markup=True)
     table = Table("check", "result", "max abs", "min cosine", "note")
     for c in report.checks:
         verdict = "[green]pass[/]" if c.passed else "[red]FAIL[/]"

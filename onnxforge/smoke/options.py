@@ -36,6 +36,8 @@ class SmokeOptions:
     max_length: int | None = None
     # None: the parity default for the variant's precision (parity.default_tolerance).
     tolerance: Tolerance | None = None
+    # ort or openvino; None: the engine the variant records.
+    engine: str | None = None
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:

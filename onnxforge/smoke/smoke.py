@@ -205,7 +205,8 @@ def smoke_artifact(artifact_dir: str | Path, options: SmokeOptions = SmokeOption
     artifact_dir = Path(artifact_dir)
     say("loading the runtime")
     try:
-        runtime = Runtime.load(artifact_dir, options.variant, options.device, max_length=options.max_length)
+        runtime = Runtime.load(artifact_dir, options.variant, options.device, max_length=options.max_length,
+                               engine=options.engine)
     except CheckFailed as e:
         # A CUDA request that ended on CPU: leave the evidence in the manifest, then fail.
         if options.record:

@@ -40,6 +40,7 @@ def validate_command(
     json_path: JsonOut = None,
     junit: JunitOut = None,
     threads: Threads = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="ort or openvino (default: the engine the variant records).", show_default=False)] = None,
     no_localize: NoLocalize = False,
 ) -> None:
     """Compare an artifact variant with the PyTorch model it came from. Exit 0 all pass, 1 any fail, 2 bad input."""
@@ -61,6 +62,7 @@ def validate_command(
         max_texts=max_texts,
         localize=not no_localize,
         threads=threads,
+        engine=engine,
     )
     from ..errors import CheckFailed
 

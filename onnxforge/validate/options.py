@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import UserInputError
 
 from ..parity.tolerance import DEFAULT_TOLERANCES, Tolerance, resolve_tolerance
-from ..vocab import DEVICES
+from ..vocab import DEVICES, ENGINES
 
 __all__ = ["DEFAULT_TOLERANCES", "LOCALIZE_FLOOR", "Tolerance", "ValidateOptions", "parse_shape"]
 
@@ -84,6 +84,8 @@ class ValidateOptions:
     # models under SMALL_MODEL_PARAMS parameters (see validator.reference_threads), ONNX
     # Runtime its default.
     threads: int | None = None
+    # ort or openvino; None: the engine the variant records in the manifest.
+    engine: str | None = None
     # Rows and positions localization feeds (it exposes every hidden state of the graph).
     localize_max_batch: int = 4
 
@@ -110,6 +112,8 @@ class ValidateOptions:
             if not shapes or any(b < 1 or s < 1 for b, s in shapes):
                 raise UserInputError(f"shapes {self.shapes} must be (batch, sequence) pairs of at least 1")
             object.__setattr__(self, "shapes", shapes)
+        if self.engine is not None and self.engine not in ENGINES:
+            raise UserInputError(f"--engine {self.engine} is not known", hint=f"choose one of {', '.join(ENGINES)}")
         if self.threads is not None and int(self.threads) < 1:
             raise UserInputError(f"--threads {self.threads} must be at least 1")
         for name in ("max_texts", "sample_size", "text_batch_size", "localize_max_batch"):
@@ -141,4 +145,5 @@ class ValidateOptions:
             "max_texts": self.max_texts,
             "sample_size": self.sample_size,
             "threads": self.threads,
+            "engine": self.engine,
         }

@@ -142,6 +142,23 @@ def torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
+def _openvino_runner(path: Path, entry: dict[str, Any], options: ValidateOptions):
+    """(engine, facts like SessionInfo, run function) for a variant on OpenVINO."""
+    from ..runners import SessionInfo
+    from ..runtime.engine import open_engine, openvino_precision
+
+    engine = open_engine(path, options.device, engine="openvino", threads=options.threads,
+                         precision=openvino_precision(entry))
+    name = f"OpenVINO CPU ({engine.inference_precision})"
+    info = SessionInfo((name,), (name,))
+
+    def run(feeds: dict) -> dict:
+        out = engine.run({k: v for k, v in feeds.items() if k in engine.input_names})
+        return {n: np.asarray(v, dtype=np.float32) for n, v in out.items()}
+
+    return engine, info, run
+
+
 def quiet_runner(session, spec: ModelSpec) -> Callable[[dict], dict]:
     """Like runners.run_session, but a failing run is only reported once, by validate
     (ORT would also log it to stderr, where it reads like a crash)."""
@@ -231,6 +248,7 @@ def validate_artifact(artifact_dir: Path, options: ValidateOptions = ValidateOpt
     """Compare ``options.variant`` of the artifact with PyTorch; record the summary in the manifest."""
     from ..env import machine, versions
     from ..runners import make_session, run_torch
+    from ..runtime.engine import variant_engine
 
     started = time.perf_counter()
     say = progress or (lambda msg: None)
@@ -259,21 +277,29 @@ def validate_artifact(artifact_dir: Path, options: ValidateOptions = ValidateOpt
     file_sha = sha256_file(path)
     if recorded and recorded != file_sha:
         notes.append(f"{entry['file']} changed since the manifest recorded it (sha256 {file_sha[:12]}... vs {recorded[:12]}...)")
-    session, info = make_session(path, options.device, threads=options.threads)
+    engine_name = variant_engine(entry, options.variant, options.engine)
+    if engine_name == "openvino":
+        session, info, model_runner = _openvino_runner(path, entry, options)
+    else:
+        session, info = make_session(path, options.device, threads=options.threads)
+        model_runner = quiet_runner(session, spec)
 
     say(f"running PyTorch on {len(groups)} groups")
     threads = reference_threads(loaded.module, options.threads)
     with torch_threads(threads):
         expected, torch_errors, torch_times = _run_all(lambda f: run_torch(loaded.module, spec, f), groups, "PyTorch")
-    say(f"running ONNX Runtime ({info.obtained[0]}) on {len(groups)} groups")
-    actual, ort_errors, ort_times = _run_all(quiet_runner(session, spec), groups, "ONNX Runtime")
+    say(f"running {engine_name} ({info.obtained[0]}) on {len(groups)} groups")
+    actual, ort_errors, ort_times = _run_all(model_runner, groups, "ONNX Runtime" if engine_name == "ort" else "OpenVINO")
     errors = {**ort_errors, **torch_errors}
 
     checks, outputs = judge_groups(spec, groups, expected, actual, errors, tolerances, ort_times)
 
     localization = None
     passed = all(c.passed for c in checks)
-    if not passed and options.localize:
+    if not passed and options.localize and engine_name != "ort":
+        notes.append("localization needs ONNX Runtime (it reads intermediate outputs); re-run with --engine ort "
+                     "on an ONNX variant to localize")
+    elif not passed and options.localize:
         group, feeds = _pick_localization_feeds(groups, checks, errors, options.localize_max_batch)
         if group is not None:
             say(f"localizing the departure on {group.name}")
@@ -316,6 +342,7 @@ def validate_artifact(artifact_dir: Path, options: ValidateOptions = ValidateOpt
             "providers_obtained": list(info.obtained),
             "torch_threads": threads,
             "ort_threads": options.threads,
+            "engine": engine_name,
         },
         notes=notes,
         options=options.to_dict(),

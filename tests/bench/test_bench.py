@@ -171,3 +171,28 @@ def test_cuda_without_cuda_is_exit_1_naming_providers(tiny_artifact, cli):
                           "--seq-lens", "8")
     assert code == 1, stderr
     assert "CUDAExecutionProvider" in stderr and "CPUExecutionProvider" in stderr and "Traceback" not in stderr
+
+
+def test_bench_engine_override_and_low_precision_peaks(tiny_artifact, cli, tmp_path):
+    """--engine openvino times the base export on OpenVINO; every CPU row gets an
+    efficiency against the int8 (and, where the CPU has it, bf16) GEMM peak of the run."""
+    out_json = tmp_path / "b.json"
+    code, stdout, stderr = cli("bench", tiny_artifact, "--quick", "--device", "cpu", "--batch-sizes", "2",
+                               "--seq-lens", "8", "--no-torch", "--variants", "base", "--engine", "openvino",
+                               "--json", out_json)
+    assert code == 0, stderr
+    report = json.loads(out_json.read_text())
+    (row,) = report["rows"]
+    assert row["name"] == "openvino base" and row["kind"] == "openvino" and row["provider"] == "OpenVINO CPU (f32)"
+    int8 = report["machine"]["cpu_int8_gemm"]
+    assert int8["dtype"] == "int8" and int8["gflops"] > 0
+    assert row["efficiency_int8"] == pytest.approx(row["gflops_s"] / int8["gflops"])
+    bf16 = report["machine"].get("cpu_bf16_gemm")
+    if bf16:
+        assert row["efficiency_bf16"] == pytest.approx(row["gflops_s"] / bf16["gflops"])
+    assert "eff int8 %" in stdout
+
+
+def test_bench_rejects_an_unknown_engine(tiny_artifact, cli):
+    code, _, stderr = cli("bench", tiny_artifact, "--quick", "--engine", "tensorrt")
+    assert code == 2 and "--engine tensorrt is not known" in stderr

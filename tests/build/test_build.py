@@ -10,8 +10,17 @@ import pytest
 
 from onnxforge.artifact import Artifact, sha256_file
 
-ALL_STAGES = ["export", "optimize.optimized", "optimize.int8", "validate.optimized", "validate.int8",
-              "smoke.optimized", "smoke.int8", "package", "verify"]
+
+def _cpu_has_bf16() -> bool:
+    from onnxforge.runtime.openvino import cpu_has_bf16
+
+    return cpu_has_bf16()
+
+
+# The CPU build's variants: fused fp32, int8, and the OpenVINO bf16 IR where the CPU computes in bf16.
+VARIANTS = ["optimized", "int8"] + (["bf16"] if _cpu_has_bf16() else [])
+ALL_STAGES = ["export", *[f"optimize.{v}" for v in VARIANTS], *[f"validate.{v}" for v in VARIANTS],
+              *[f"smoke.{v}" for v in VARIANTS], "package", "verify"]
 
 
 def run_build(*args, json_path: Path | None = None):
@@ -54,10 +63,14 @@ def test_build_runs_every_stage_and_writes_a_verified_package(tiny_build, tmp_pa
     archive = folder.parent / "tiny.tar.gz"
     assert summary["archive"] == str(archive) and summary["archive_sha256"] == sha256_file(archive)
     manifest = Artifact.open(folder).manifest
-    assert sorted(manifest["variants"]) == ["base", "int8", "optimized"]
+    assert sorted(manifest["variants"]) == sorted(["base", *VARIANTS])
     assert set(manifest["build"]["keys"]) == set(ALL_STAGES)
     assert manifest["stages"]["verify"]["passed"] is True
-    assert manifest["stages"]["package"]["variants"] == ["base", "optimized", "int8"]
+    assert manifest["stages"]["package"]["variants"] == ["base", *VARIANTS]
+    # The CPU default was chosen by measurement among the faithful variants, and recorded.
+    default = manifest["default_variants"]["cpu"]
+    assert default["variant"] in ["base", *VARIANTS] and set(default["measured_ms"]) == {"base", *VARIANTS}
+    assert default["variant"] == min(default["measured_ms"], key=lambda v: default["measured_ms"][v]["job_ms"])
     from onnxforge.release import VerifyOptions, verify_path
 
     assert verify_path(archive, VerifyOptions())  # independently of the build's own verify stage
@@ -84,9 +97,9 @@ def test_a_changed_validate_option_reruns_only_what_depends_on_it(tiny_build, ti
     code, out, err, summary = run_build(tiny_model_dir, "--out", folder, "--config", config, json_path=tmp_path / "s.json")
     assert code == 0, (out, err)
     s = statuses(summary)
-    assert [k for k, v in s.items() if v == "reused"] == ["export", "optimize.optimized", "optimize.int8",
-                                                           "smoke.optimized", "smoke.int8"]
-    assert [k for k, v in s.items() if v == "passed"] == ["validate.optimized", "validate.int8", "package", "verify"]
+    assert [k for k, v in s.items() if v == "reused"] == ["export", *[f"optimize.{v}" for v in VARIANTS],
+                                                           *[f"smoke.{v}" for v in VARIANTS]]
+    assert [k for k, v in s.items() if v == "passed"] == [*[f"validate.{v}" for v in VARIANTS], "package", "verify"]
     assert Artifact.open(folder).manifest["build"]["options"]["validate"] == {"seed": 5, "sample_size": 16}
 
 

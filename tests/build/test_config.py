@@ -82,7 +82,9 @@ def test_cli_flags_win_over_the_file_which_wins_over_defaults():
     assert options.exporter == "dynamo" and options.smoke is True  # neither: defaults
     assert options.validate == {"seed": 2}
     assert BuildOptions.merged({"precision": ["fp32,int8"]}, {}).precisions == ("fp32", "int8")
-    assert BuildOptions().resolved_precisions("cpu") == ("fp32", "int8")
+    from onnxforge.runtime.openvino import cpu_has_bf16
+
+    assert BuildOptions().resolved_precisions("cpu") == (("fp32", "int8", "bf16") if cpu_has_bf16() else ("fp32", "int8"))
     assert BuildOptions().resolved_precisions("cuda") == ("fp32", "fp16", "int8")
     assert BuildOptions(out=Path("a/minilm")).archive == Path("a/minilm.tar.gz")
 
@@ -106,3 +108,12 @@ def test_build_cli_reports_a_bad_config_with_exit_2(tmp_path, cli):
     assert not (tmp_path / "out").exists()
     code, _, err = cli("build", "--config", tmp_path / "missing.toml")
     assert code == 2 and "does not exist" in err
+
+
+def test_cpu_defaults_leave_bf16_out_where_the_cpu_has_no_bf16(monkeypatch):
+    import onnxforge.runtime.openvino as ov_engine
+    from onnxforge.build.options import BuildOptions
+
+    monkeypatch.setattr(ov_engine, "cpu_capabilities", lambda: ("FP32", "INT8"))
+    assert BuildOptions().resolved_precisions("cpu") == ("fp32", "int8")
+    assert BuildOptions(precisions=("bf16",)).resolved_precisions("cpu") == ("bf16",)  # asked: optimize refuses it

@@ -29,12 +29,12 @@ def test_missing_folder_exits_2(tmp_path, cli):
     assert code == 2 and "does not exist" in err
 
 
-@pytest.mark.parametrize("precision", ["int4", "FP16", "bf16"])
+@pytest.mark.parametrize("precision", ["int4", "FP16", "bf8"])
 def test_unknown_precision_exits_2(tiny_artifact, precision, cli):
     before = _snapshot(tiny_artifact)
     code, out, err = cli("optimize", tiny_artifact, "--precision", precision)
     assert code == 2
-    assert f"--precision {precision!r} is not known" in err and "fp32, fp16, int8" in err
+    assert f"--precision {precision!r} is not known" in err and "fp32, fp16, int8, bf16" in err
     assert _snapshot(tiny_artifact) == before
 
 

@@ -60,7 +60,8 @@ def test_fp16_for_cuda_builds_without_gpu(tiny_fp16):
     assert requested, "the checks must have run ONNX Runtime"
     assert all(p == ["CPUExecutionProvider"] for p in requested), requested  # never a CUDA session
     art = Artifact.open(folder)
-    assert art.variants["fp16"] == {"file": "model_fp16.onnx", "precision": "fp16", "device": "cuda", "from": "base"}
+    assert art.variants["fp16"] == {"file": "model_fp16.onnx", "precision": "fp16", "device": "cuda", "engine": "ort",
+                                    "from": "base", "lossy": False}
     rec = art.stage("optimize.fp16")
     assert rec["passed"] and rec["fully_fused"] and rec["target_device"] == "cuda"
 

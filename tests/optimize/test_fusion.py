@@ -33,7 +33,8 @@ def _cpu_graph(folder, layers: int) -> dict:
 def _check_record(folder, report, *, route):
     art = Artifact.open(folder)
     variant = art.variants["optimized"]
-    assert variant == {"file": "model_optimized.onnx", "precision": "fp32", "device": "cpu", "from": "base"}
+    assert variant == {"file": "model_optimized.onnx", "precision": "fp32", "device": "cpu", "engine": "ort",
+                       "from": "base", "lossy": False}
     assert art.manifest["files"]["model_optimized.onnx"]["sha256"] == sha256_file(folder / "model_optimized.onnx")
     rec = art.stage("optimize.optimized")
     assert rec == report.to_dict()

@@ -49,7 +49,8 @@ def test_int8_minilm_cosine_targets_on_real_text(minilm_int8):
 def test_int8_graph_runs_int8_kernels(minilm_int8):
     folder, _ = minilm_int8
     art = Artifact.open(folder)
-    assert art.variants["int8"] == {"file": "model_int8.onnx", "precision": "int8", "device": "cpu", "from": "base"}
+    assert art.variants["int8"] == {"file": "model_int8.onnx", "precision": "int8", "device": "cpu", "engine": "ort",
+                                    "from": "base", "lossy": False}
     model = onnx.load(str(folder / "model_int8.onnx"))
     assert is_quantized(model)
     ops = [n.op_type for n in model.graph.node]

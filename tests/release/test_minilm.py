@@ -10,8 +10,16 @@ from onnxforge.artifact import Artifact, sha256_file
 
 pytestmark = pytest.mark.slow  # one real MiniLM build (about 2 minutes on 2 cores)
 
-STAGES = ["export", "optimize.optimized", "optimize.int8", "validate.optimized", "validate.int8",
-          "smoke.optimized", "smoke.int8", "package", "verify"]
+def _cpu_has_bf16() -> bool:
+    from onnxforge.runtime.openvino import cpu_has_bf16
+
+    return cpu_has_bf16()
+
+
+# The CPU build's variants: fused fp32, int8, and the OpenVINO bf16 IR where the CPU computes in bf16.
+VARIANTS = ["optimized", "int8"] + (["bf16"] if _cpu_has_bf16() else [])
+STAGES = ["export", *[f"optimize.{v}" for v in VARIANTS], *[f"validate.{v}" for v in VARIANTS],
+          *[f"smoke.{v}" for v in VARIANTS], "package", "verify"]
 
 
 def test_readme_build_produces_a_verified_package(minilm_build):
@@ -37,7 +45,7 @@ def test_minilm_package_manifest_records_fusions_and_parity(minilm_unpacked):
     folder = minilm_unpacked
     m = json.loads((folder / "onnxforge.json").read_text())
     models = m["package"]["models"]
-    assert sorted(models) == ["base", "int8", "optimized"]
+    assert sorted(models) == sorted(["base", *VARIANTS])
     assert models["optimized"]["fused_ops"].get("Attention") == 6
     # Built for CPU: residual norms fused, then emitted as Sum + LayerNormalization (faster ORT CPU kernels).
     assert not models["optimized"]["fused_ops"].get("SkipLayerNormalization")
