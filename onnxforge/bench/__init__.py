@@ -6,6 +6,8 @@ reference row. Names are loaded lazily so that importing ``onnxforge.bench.cli``
 (for --help) stays light.
 """
 
+from ..lazy import lazy_getattr
+
 __all__ = [
     "BenchOptions",
     "BenchReport",
@@ -29,9 +31,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str):
-    if name in _HOMES:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-    raise AttributeError(name)
+__getattr__ = lazy_getattr(__name__, _HOMES)

@@ -5,6 +5,8 @@ TOML options. Names are loaded lazily so that importing ``onnxforge.build.cli``
 (for --help) stays light.
 """
 
+from ..lazy import lazy_getattr
+
 __all__ = ["BuildOptions", "BuildReport", "StageOutcome", "build", "load_config"]
 
 _HOMES = {
@@ -16,9 +18,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str):
-    if name in _HOMES:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-    raise AttributeError(name)
+__getattr__ = lazy_getattr(__name__, _HOMES)

@@ -5,6 +5,8 @@ API: ``package_artifact(dir, out, PackageOptions(...)) -> PackageReport``,
 lazily so that importing ``onnxforge.release.cli`` (for --help) stays light.
 """
 
+from ..lazy import lazy_getattr
+
 __all__ = [
     "PackageOptions", "PackageReport", "package_artifact",
     "VerifyOptions", "VerifyReport", "verify_path",
@@ -20,9 +22,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str):
-    if name in _HOMES:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-    raise AttributeError(name)
+__getattr__ = lazy_getattr(__name__, _HOMES)

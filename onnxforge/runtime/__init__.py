@@ -6,6 +6,8 @@ that turns outputs into embedding / label / raw results, for serve and batch);
 Names load lazily so that ``onnxforge --help`` imports neither numpy nor onnxruntime.
 """
 
+from ..lazy import lazy_getattr
+
 _MODULES = {
     "Runtime": "runtime",
     "Encoded": "runtime",
@@ -34,10 +36,4 @@ _MODULES = {
 __all__ = sorted(_MODULES)
 
 
-def __getattr__(name: str):
-    if name in _MODULES:
-        import importlib
-
-        module = importlib.import_module(f".{_MODULES[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(name)
+__getattr__ = lazy_getattr(__name__, _MODULES)

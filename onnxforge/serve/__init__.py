@@ -5,6 +5,8 @@ API: ``create_app(runtime, ServeOptions())``, ``serve(runtime, ServeOptions())``
 Names load lazily so that ``onnxforge --help`` imports neither numpy nor onnxruntime.
 """
 
+from ..lazy import lazy_getattr
+
 _MODULES = {
     "ServeOptions": "options",
     "HTTPError": "protocol",
@@ -19,10 +21,4 @@ _MODULES = {
 __all__ = sorted(_MODULES)
 
 
-def __getattr__(name: str):
-    if name in _MODULES:
-        import importlib
-
-        module = importlib.import_module(f".{_MODULES[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(name)
+__getattr__ = lazy_getattr(__name__, _MODULES)

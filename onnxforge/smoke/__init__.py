@@ -4,6 +4,8 @@ API: ``smoke_artifact(dir, SmokeOptions()) -> SmokeReport`` (a ``report.StageRep
 Names load lazily so that ``onnxforge --help`` imports neither numpy nor onnxruntime.
 """
 
+from ..lazy import lazy_getattr
+
 _MODULES = {
     "SmokeOptions": "options",
     "SmokeReport": "report",
@@ -13,10 +15,4 @@ _MODULES = {
 __all__ = sorted(_MODULES)
 
 
-def __getattr__(name: str):
-    if name in _MODULES:
-        import importlib
-
-        module = importlib.import_module(f".{_MODULES[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(name)
+__getattr__ = lazy_getattr(__name__, _MODULES)
