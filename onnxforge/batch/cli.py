@@ -40,6 +40,7 @@ def batch_command(
     threads: Threads = None,
     engine: Engine = "local",
     runtime_engine: RuntimeEngine = None,
+    prompt_name: Annotated[str | None, typer.Option("--prompt-name", help="The model's prompt to put in front of every text (sentence-transformers' prompt_name; default: the model's default prompt, if any).")] = None,
     ray_address: RayAddress = None,
     actors: Actors = None,
     gpus_per_actor: GpusPerActor = 0.0,
@@ -66,7 +67,7 @@ def batch_command(
     options = BatchOptions(column=column, format=fmt, batch_size=batch_size, keep=keep_cols, normalize=normalize,
                            delimiter=delimiter, variant=variant, device=device, max_length=max_length, threads=threads,
                            on_bad_rows=on_bad_rows, max_bad_fraction=0.0 if strict else max_bad_fraction,
-                           runtime_engine=runtime_engine)
+                           runtime_engine=runtime_engine, prompt_name=prompt_name)
     ray_only = {"--ray-address": ray_address is not None, "--actors": actors is not None, "--gpus-per-actor": gpus_per_actor != 0.0,
                 "--cpus-per-actor": cpus_per_actor != 1.0, "--shard-rows": shard_rows != 1000, "--resume": resume,
                 "--input-format": input_format is not None}

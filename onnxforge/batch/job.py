@@ -28,6 +28,7 @@ import numpy as np
 from ..artifact import atomic_path
 from ..errors import UserInputError
 from ..runtime.results import result_columns as model_result_columns
+from ..runtime.prompts import prompt_prefix
 from ..runtime.texts import length_groups
 from .bad_rows import check_counts, report_path, write_report
 from .infer import run_groups
@@ -129,6 +130,7 @@ def batch_file(
                 announce(f"batch: model '{runtime.variant}' ({runtime.precision}) on {runtime.device} "
                          f"via {runtime.engine.engine}")
         load_seconds = time.perf_counter() - load_started
+        prompt_prefix(runtime.artifact, options.prompt_name)  # an unknown prompt: exit 2 before any row is written
         result_columns = model_result_columns(runtime.spec)
         clash = sorted(set(columns) & set(result_columns + [ERROR_COLUMN]))
         if clash:
@@ -168,6 +170,7 @@ def _pipeline(runtime, records, raw, input_path, header, col, keep_idx, writer, 
     done: queue.Queue = queue.Queue(maxsize=1)
     timings = {"read_tokenize": 0.0, "infer": 0.0, "write": 0.0}
     batch = options.batch_size
+    prefix = prompt_prefix(runtime.artifact, options.prompt_name)
 
     def produce() -> None:
         chunks = read_chunks(records, raw, input_path, header, col, options.chunk_rows, report, options.bad_rows)
@@ -177,7 +180,7 @@ def _pipeline(runtime, records, raw, input_path, header, col, keep_idx, writer, 
             if chunk is None:
                 break
             if chunk.texts:
-                chunk.encodings = runtime.tokenize(chunk.texts)
+                chunk.encodings = runtime.tokenize([prefix + t for t in chunk.texts] if prefix else chunk.texts)
                 lengths = np.fromiter((len(e.ids) for e in chunk.encodings), dtype=np.int64, count=len(chunk.texts))
                 # Batches over the length-sorted chunk: neighbours have nearly the same
                 # length, so calls are full and padding is small.

@@ -31,6 +31,9 @@ class BatchOptions:
     threads: int | None = None
     # Inference engine (ort or openvino); None: the engine the variant records.
     runtime_engine: str | None = None
+    # The model's prompt put in front of every text (sentence-transformers' prompt_name);
+    # None: the model's default prompt, if it has one, as SentenceTransformer.encode does.
+    prompt_name: str | None = None
     # What a record the input format rejects (a CSV quote that never closes) does:
     # "fail" stops the job (exit 2), "report" writes it to the bad-row report.
     on_bad_rows: str = "fail"

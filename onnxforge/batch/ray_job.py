@@ -187,6 +187,7 @@ def ray_batch(artifact_dir: str | Path, input_uri: str, out: str, options: Batch
     """
     from ..artifact import Artifact
     from ..runtime import choose_variant, default_variant, result_kind
+    from ..runtime.prompts import prompt_prefix
 
     started = time.perf_counter()
     import_ray()
@@ -198,6 +199,7 @@ def ray_batch(artifact_dir: str | Path, input_uri: str, out: str, options: Batch
     # Actors run where Ray puts them: a GPU share means CUDA, none means CPU (auto included).
     device = "cuda" if ray_options.gpus_per_actor > 0 else "cpu"
     variant = options.variant or choose_variant(artifact.variants, device, default_variant(artifact, device))
+    prompt_prefix(artifact, options.prompt_name)  # an unknown prompt: exit 2 before any actor starts
     artifact_hash = artifact_fingerprint(artifact, variant)
     kind = result_kind(artifact.spec)
     single = _single_file_format(out, options.format)
@@ -232,7 +234,7 @@ def ray_batch(artifact_dir: str | Path, input_uri: str, out: str, options: Batch
             actors = _actor_count(ray, ray_options, len(pending))
             report.actors = actors
             worker_args = dict(artifact_dir=str(Path(artifact_dir).resolve()), variant=variant, device=device,
-                               engine=options.runtime_engine, max_length=options.max_length,
+                               engine=options.runtime_engine, prompt_name=options.prompt_name, max_length=options.max_length,
                                threads=options.threads or max(1, int(ray_options.cpus_per_actor)),
                                batch_size=options.batch_size, normalize=options.normalize, out=shard_dir, job=job,
                                columns=plan.columns, text_column=options.column, keep=keep, delimiter=options.delimiter,

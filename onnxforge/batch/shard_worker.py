@@ -71,15 +71,17 @@ class ShardWorker:
     def __init__(self) -> None:
         self.setup(**self.settings)
 
-    def setup(self, *, artifact_dir: str, variant: str, device: str, engine: str | None, max_length: int | None, threads: int | None,
+    def setup(self, *, artifact_dir: str, variant: str, device: str, engine: str | None, prompt_name: str | None, max_length: int | None, threads: int | None,
               batch_size: int, normalize: bool, out: str, job: str, columns: list[str], text_column: str,
               keep: list[str], delimiter: str, with_file: bool) -> None:
         from ..runtime import Runtime
+        from ..runtime.prompts import prompt_prefix
         from ..runtime.results import result_columns
 
         started = time.perf_counter()
         self.runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads, engine=engine)
         self.load_seconds = time.perf_counter() - started
+        self.prefix = prompt_prefix(self.runtime.artifact, prompt_name)
         self.names = result_columns(self.runtime.spec)
         self.batch_size, self.normalize = batch_size, normalize
         # One text through the model: warms the session and gives the vector widths.
@@ -99,7 +101,7 @@ class ShardWorker:
         started = time.perf_counter()
         got = read_shard(shard, self.columns, self.text_column, self.keep, self.delimiter)
         ok = np.array([t is not None for t in got.texts], dtype=bool)
-        texts = [t for t in got.texts if t is not None]
+        texts = [self.prefix + t for t in got.texts if t is not None]
         read_done = time.perf_counter()
         results, truncated = run_texts(self.runtime, texts, self.batch_size, self.normalize, self.names)
         infer_done = time.perf_counter()

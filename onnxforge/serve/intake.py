@@ -62,13 +62,10 @@ def check_sizes(texts: Sequence[str], max_texts: int, max_chars: int, *, field: 
 
 
 def model_prompts(runtime) -> tuple[dict[str, str], str | None]:
-    """The model's own prompts and default prompt name, from the manifest's ``pipeline``
-    (recorded from a sentence-transformers folder's config_sentence_transformers.json)."""
-    manifest = getattr(getattr(runtime, "artifact", None), "manifest", None) or {}
-    pipeline = manifest.get("pipeline") or {}
-    prompts = {str(k): str(v) for k, v in (pipeline.get("prompts") or {}).items()}
-    default = pipeline.get("default_prompt_name")
-    return prompts, (default if default in prompts else None)
+    """The model's own prompts and default prompt name (see runtime.prompts)."""
+    from ..runtime.prompts import model_prompts as recorded
+
+    return recorded(getattr(runtime, "artifact", None))
 
 
 def with_prompt(texts: list[str], prompt_name: str | None, prompts: dict[str, str],

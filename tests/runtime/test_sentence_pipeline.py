@@ -129,3 +129,41 @@ def test_minilm_matches_sentence_transformers_on_2000_debian_descriptions(minilm
     cosine = min_cosine(ours, theirs)
     print(f"MiniLM runtime vs SentenceTransformer.encode over 2000 texts: min cosine {cosine:.7f}")
     assert cosine >= 0.9999
+
+
+def _batch_embeddings(art, tmp_path, **options):
+    from onnxforge.batch import BatchOptions, batch_file
+
+    src = tmp_path / "in.csv"
+    with open(src, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "text"])
+        writer.writerows((i, t) for i, t in enumerate(TEXTS))
+    out = tmp_path / "out.csv"
+    batch_file(art, src, out, BatchOptions(batch_size=2, normalize=False, **options))
+    with open(out, encoding="utf-8", newline="") as f:
+        return np.array([json.loads(r["embedding"]) for r in csv.DictReader(f)])
+
+
+def test_batch_prompt_name_matches_encode(sentence_artifact, tmp_path):
+    """`batch --prompt-name` puts the folder's prompt in front of every text, as encode(prompt_name=) does."""
+    from sentence_transformers import SentenceTransformer
+
+    folder, art, case = sentence_artifact
+    if case != "mean":
+        pytest.skip("one pooling case is enough for prompts")
+    got = _batch_embeddings(art, tmp_path, prompt_name="query")
+    theirs = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, prompt_name="query", convert_to_numpy=True)
+    assert min_cosine(got, theirs) >= 0.9999
+    assert min_cosine(got, reference(folder, TEXTS)[0]) < 0.9999  # the prompt changed the embedding
+
+
+def test_batch_unknown_prompt_is_exit_2_and_writes_nothing(sentence_artifact, tmp_path):
+    from onnxforge.errors import UserInputError
+
+    _, art, case = sentence_artifact
+    if case != "mean":
+        pytest.skip("one pooling case is enough for prompts")
+    with pytest.raises(UserInputError, match="passage is not one of this model's prompts \\(.*query"):
+        _batch_embeddings(art, tmp_path, prompt_name="passage")
+    assert not (tmp_path / "out.csv").exists()
