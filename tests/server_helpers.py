@@ -53,3 +53,20 @@ class SlowRuntime:
 
     def __getattr__(self, name):
         return getattr(self._rt, name)
+
+
+def wait_until_ready(url: str, timeout_s: float = 30.0) -> None:
+    """Poll ``url``/ready until it answers 200 (a server started as a subprocess)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.1)

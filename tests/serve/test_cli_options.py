@@ -7,11 +7,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 
 from tests.runtime_helpers import TINY_MAX_LENGTH
+from tests.server_helpers import wait_until_ready
 
 KEY = "cli-key-5f2c9a7e1d"
 
@@ -42,15 +42,7 @@ def test_key_from_the_environment_is_required_and_never_printed(tiny_artifact):
         match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
         assert match and "API-key auth" in line, line
         url = f"http://127.0.0.1:{match.group(1)}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(url)
         assert httpx.post(f"{url}/embed", json={"texts": ["hi"]}).status_code == 401
         assert httpx.post(f"{url}/embed", json={"texts": ["hi"]}, headers={"Authorization": "Bearer bad"}).status_code == 401
         assert httpx.post(f"{url}/embed", json={"texts": ["hi"]}, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200

@@ -20,6 +20,7 @@ from onnxforge.serve import ServeOptions
 from tests.server_helpers import SlowRuntime, live_server
 
 from tests.runtime_helpers import TINY_MAX_LENGTH, assert_close_rows
+from tests.server_helpers import wait_until_ready
 
 TEXTS = [
     "Debian is a free operating system.",
@@ -203,15 +204,7 @@ def test_serve_command_in_a_subprocess(tiny_artifact):
         match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
         assert match, line + proc.stderr.read()
         url = f"http://127.0.0.1:{match.group(1)}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(url)
         assert httpx.post(f"{url}/embed", json={"texts": ["hi"]}).json()["dimension"] == 64
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
