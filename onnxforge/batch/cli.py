@@ -56,13 +56,15 @@ def batch_command(
 ) -> None:
     """Run a text column through the model, here or on a Ray cluster. Every row ends in the output (with a result or an error cell) or in the bad-row report."""
     from ..errors import UserInputError
-    from ..vocab import BATCH_ENGINES
+    from ..vocab import BATCH_ENGINES, ENGINES
     from .bad_rows import failures
     from .options import BatchOptions
     from .progress import batch_progress
 
     if engine not in BATCH_ENGINES:
         raise UserInputError(f"--engine {engine} is not known", hint=f"choose one of {', '.join(BATCH_ENGINES)}")
+    if runtime_engine is not None and runtime_engine not in ENGINES:
+        raise UserInputError(f"--runtime-engine {runtime_engine} is not known", hint=f"choose one of {', '.join(ENGINES)}")
     keep_cols = None if keep is None else tuple(k.strip() for k in keep.split(",") if k.strip())
     options = BatchOptions(column=column, format=fmt, batch_size=batch_size, keep=keep_cols, normalize=normalize,
                            delimiter=delimiter, variant=variant, device=device, max_length=max_length, threads=threads,
