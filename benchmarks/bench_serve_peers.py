@@ -165,6 +165,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the same for the naive server (one request at a time: fewer, to stay bounded)")
     p.add_argument("--limit-s", type=float, default=120.0, help="wall-clock limit of one load (then it is reported unfinished)")
     p.add_argument("--servers", default="onnxforge,infinity,naive")
+    p.add_argument("--serve-args", default="", help="extra arguments for `onnxforge serve` (e.g. '--performance throughput')")
     p.add_argument("--priority", type=int, default=None,
                    help="nice value for this script and every server it starts (all contenders alike); on a CPU "
                         "shared with other work a negative value (root) keeps the comparison from measuring who "
@@ -202,7 +203,7 @@ def main(argv=None) -> int:
     if "onnxforge" in wanted:
         port = free_port()
         cmd = ONNXFORGE + ["serve", str(args.artifact), "--host", "127.0.0.1", "--port", str(port),
-                           "--model-name", SERVED_NAME]
+                           "--model-name", SERVED_NAME, *args.serve_args.split()]
         results["servers"]["onnxforge"] = measure(
             "onnxforge serve", cmd, port, "/ready", {"/v1/embeddings": openai_payloads, "/embed": embed_payloads},
             ("/embed", {"texts": probe_texts}), loads, args.limit_s, args.work)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
@@ -14,23 +15,39 @@ def run_groups(runtime, encodings: Sequence[Any], groups: list[np.ndarray], norm
     """Results by column, one entry per encoding, and how many texts were truncated.
 
     ``groups``: index arrays from ``length_groups`` (one model call each). The values
-    come from ``shape_results``, the one place that pools, normalizes and labels.
+    come from ``shape_results``, the one place that pools, normalizes and labels. When
+    the engine runs several calls at once (``parallel_calls``: OpenVINO streams), that
+    many groups are in flight from a thread pool; results land by index, so the order
+    of completion does not matter.
     """
     n = len(encodings)
     results: dict[str, Any] = {}
     truncated = 0
-    for group in groups:
+
+    def call(group: np.ndarray):
         enc = runtime.pad([encodings[i] for i in group])
-        truncated += int(enc.truncated.sum())
-        shaped = shape_results(runtime.spec, enc, runtime.run(enc.feeds), normalize=normalize)
-        for name in columns:
-            values = shaped.columns[name]
-            if isinstance(values, np.ndarray):
-                results.setdefault(name, np.zeros((n, *values.shape[1:]), dtype=values.dtype))[group] = values
-            else:  # labels, or raw outputs of per-text shapes
-                store = results.setdefault(name, [None] * n)
-                for j, i in enumerate(group):
-                    store[i] = values[j]
+        return group, int(enc.truncated.sum()), shape_results(runtime.spec, enc, runtime.run(enc.feeds), normalize=normalize)
+
+    workers = min(int(getattr(runtime.engine, "parallel_calls", 1)), len(groups))
+    if workers > 1:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="onnxforge-infer")
+        done = pool.map(call, groups)
+    else:
+        pool, done = None, map(call, groups)
+    try:
+        for group, cut, shaped in done:
+            truncated += cut
+            for name in columns:
+                values = shaped.columns[name]
+                if isinstance(values, np.ndarray):
+                    results.setdefault(name, np.zeros((n, *values.shape[1:]), dtype=values.dtype))[group] = values
+                else:  # labels, or raw outputs of per-text shapes
+                    store = results.setdefault(name, [None] * n)
+                    for j, i in enumerate(group):
+                        store[i] = values[j]
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return results, truncated
 
 

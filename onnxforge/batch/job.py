@@ -125,7 +125,7 @@ def batch_file(
         load_started = time.perf_counter()
         if runtime is None:
             runtime = Runtime.load(artifact_dir, options.variant, options.device, max_length=options.max_length,
-                                   threads=options.threads, engine=options.runtime_engine)
+                                   threads=options.threads, engine=options.runtime_engine, throughput=True)
             if announce:
                 announce(f"batch: model '{runtime.variant}' ({runtime.precision}) on {runtime.device} "
                          f"via {runtime.engine.engine}")

@@ -79,7 +79,8 @@ class ShardWorker:
         from ..runtime.results import result_columns
 
         started = time.perf_counter()
-        self.runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads, engine=engine)
+        self.runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads, engine=engine,
+                                    throughput=True)
         self.load_seconds = time.perf_counter() - started
         self.prefix = prompt_prefix(self.runtime.artifact, prompt_name)
         self.names = result_columns(self.runtime.spec)

@@ -11,3 +11,6 @@ Threads = Annotated[int | None, typer.Option("--threads", help="ONNX Runtime int
 Engine = Annotated[str | None, typer.Option("--engine", help="ort or openvino (default: the engine the variant records: openvino for bf16 and ov-int8, ort otherwise).", show_default=False)]
 # batch's --engine chooses the executor (local or Ray); the inference engine is --runtime-engine there.
 RuntimeEngine = Annotated[str | None, typer.Option("--runtime-engine", help="Inference engine: ort or openvino (default: the engine the variant records).", show_default=False)]
+Performance = Annotated[str, typer.Option(
+    "--performance", help="OpenVINO: latency (one call on every core) or throughput (one stream per core, calls side "
+    "by side: more texts/s under load, slower single calls). ONNX Runtime variants ignore it.")]

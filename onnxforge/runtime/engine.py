@@ -28,6 +28,9 @@ class Engine(Protocol):
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     input_types: dict[str, str]
+    # How many calls can usefully run at once from separate threads (OpenVINO's
+    # streams under a throughput hint; 1 where one call already uses every core).
+    parallel_calls: int
 
     def run(self, feeds: dict[str, Any], outputs: Sequence[str] | None = None) -> dict[str, Any]:
         """Feeds by input name -> arrays by output name (``outputs``: these only, in order)."""

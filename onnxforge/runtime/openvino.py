@@ -174,10 +174,15 @@ class OpenVINOEngine:
         value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
 
+    @property
+    def parallel_calls(self) -> int:
+        """The infer requests OpenVINO wants in flight: one per stream (1 under LATENCY)."""
+        return max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+
     def describe(self) -> dict[str, Any]:
         return {"engine": self.engine, "device": self.device, "providers": self.providers,
                 "inference_precision": self.inference_precision, "performance_hint": self.options.performance,
-                "streams": int(self.compiled.get_property("NUM_STREAMS"))}
+                "streams": int(self.compiled.get_property("NUM_STREAMS")), "parallel_calls": self.parallel_calls}
 
     def _request(self):
         request = getattr(self._local, "request", None)

@@ -22,6 +22,7 @@ class OrtEngine:
     """
 
     engine = "ort"
+    parallel_calls = 1  # one session run already spreads over the intra-op threads
 
     def __init__(self, session, info: SessionInfo, *, io_binding: bool):
         self.session = session

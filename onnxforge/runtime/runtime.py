@@ -122,6 +122,7 @@ class Runtime:
         spin: bool = False,
         optimization: str = "all",
         engine: str | None = None,
+        throughput: bool = False,
     ) -> "Runtime":
         """Open ``artifact_dir`` and build a session for ``variant`` on ``device``.
 
@@ -133,6 +134,9 @@ class Runtime:
         spin after each run; off by default, so the tokenizer, the writer and the HTTP
         loop get the cores between runs. engine: ort or openvino; None runs each variant
         on the engine its manifest entry records (``engine.variant_engine``).
+        throughput: compile for many calls in flight rather than one call's latency
+        (OpenVINO's THROUGHPUT hint: one stream per core group; ``engine.parallel_calls``
+        then says how many calls to keep running). Batch jobs ask for it; ORT ignores it.
         """
         artifact = Artifact.open(artifact_dir)
         spec = artifact.spec
@@ -153,7 +157,9 @@ class Runtime:
         def open_variant(name: str, target: str) -> Engine:
             entry = artifact.variants.get(name, {})
             chosen = variant_engine(entry, name, engine)
-            options = ort_options if chosen == "ort" else {"threads": threads, "precision": openvino_precision(entry)}
+            options = ort_options if chosen == "ort" else {
+                "threads": threads, "precision": openvino_precision(entry),
+                "performance": "THROUGHPUT" if throughput else "LATENCY"}
             return open_engine(artifact.variant_path(name), target, engine=chosen, **options)
 
         name = variant or choose_variant(artifact.variants, target, default_variant(artifact, target))

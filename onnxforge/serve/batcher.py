@@ -1,10 +1,11 @@
-"""The micro-batcher: concurrent requests gathered into one model call on one inference thread.
+"""The micro-batcher: concurrent requests gathered into model calls on the inference thread(s).
 
 An asyncio queue takes requests, one batcher task collects what is waiting (up to
 ``max_batch`` texts and ``max_batch_tokens`` tokens, or ``max_wait_ms`` once several
 clients are active) and hands the batch to one inference thread, so the event loop
 keeps accepting requests while the model runs, and requests that arrive during a run
-form the next batch. Inside a batch, texts are grouped by token length so short texts
+form the next batch. An engine that runs calls side by side (OpenVINO under a
+throughput hint: one stream per core group) gets that many batches in flight. Inside a batch, texts are grouped by token length so short texts
 are not padded to the longest one, and no model call exceeds the token budget
 (padding included). A full queue answers 503 with ``Retry-After``.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -67,11 +69,14 @@ class MicroBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self._held: _Item | None = None
         self._last_requests = 0
+        self._count_lock = threading.Lock()
+        # Batches run at once: one per OpenVINO stream under a throughput hint, else one.
+        self.parallel_calls = max(1, int(getattr(runtime.engine, "parallel_calls", 1)))
         self.accepting = False
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxforge-infer")
+        self._executor = ThreadPoolExecutor(max_workers=self.parallel_calls, thread_name_prefix="onnxforge-infer")
         self._task = asyncio.create_task(self._run(), name="onnxforge-batcher")
         self.accepting = True
 
@@ -146,26 +151,42 @@ class MicroBatcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         stopping = False
-        while True:
-            if stopping and self._held is None and self._queue.empty():
-                break
-            # Once stopping, nothing new arrives (submit refuses): take what is left without blocking.
-            first = await self._next(0.0 if stopping else None)
-            if first is _STOP:
-                stopping = True
-                continue
-            items, saw_stop = await self._gather(first)
-            stopping = stopping or saw_stop
-            self.pending_texts -= sum(len(i.texts) for i in items)
-            self._last_requests = len(items)
-            live = [i for i in items if not i.future.done()]  # clients that went away cost nothing
-            if not live:
-                continue
-            # Each request is answered as soon as its own texts have run (see _process).
-            deliver = lambda item, result: loop.call_soon_threadsafe(self._resolve, item, result)  # noqa: E731
-            results = await loop.run_in_executor(self._executor, self._process, live, deliver)
-            for item, result in zip(live, results):
-                self._resolve(item, result)
+        in_flight: set[asyncio.Task] = set()
+        slots = asyncio.Semaphore(self.parallel_calls)
+        try:
+            while True:
+                if stopping and self._held is None and self._queue.empty():
+                    break
+                # A free slot first, then gather: requests that arrive while every slot is
+                # busy form the next batch (with one slot: run, gather, run, ...).
+                await slots.acquire()
+                # Once stopping, nothing new arrives (submit refuses): take what is left without blocking.
+                first = await self._next(0.0 if stopping else None)
+                if first is _STOP:
+                    slots.release()
+                    stopping = True
+                    continue
+                items, saw_stop = await self._gather(first)
+                stopping = stopping or saw_stop
+                self.pending_texts -= sum(len(i.texts) for i in items)
+                self._last_requests = len(items)
+                live = [i for i in items if not i.future.done()]  # clients that went away cost nothing
+                if not live:
+                    slots.release()
+                    continue
+                task = asyncio.create_task(self._dispatch(loop, live))
+                in_flight.add(task)
+                task.add_done_callback(lambda t: (in_flight.discard(t), slots.release()))
+        finally:
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _dispatch(self, loop, live: list[_Item]) -> None:
+        # Each request is answered as soon as its own texts have run (see _process).
+        deliver = lambda item, result: loop.call_soon_threadsafe(self._resolve, item, result)  # noqa: E731
+        results = await loop.run_in_executor(self._executor, self._process, live, deliver)
+        for item, result in zip(live, results):
+            self._resolve(item, result)
 
     @staticmethod
     def _resolve(item: _Item, result: bytes | BaseException) -> None:
@@ -211,8 +232,9 @@ class MicroBatcher:
                         results[k] = self._render(items[k], rows[starts[k]:starts[k + 1]])
                         if deliver is not None:
                             deliver(items[k], results[k])
-            self.batches += 1
-            self.batched_texts += len(texts)
+            with self._count_lock:
+                self.batches += 1
+                self.batched_texts += len(texts)
         except Exception as e:  # a bug or a runtime failure: every request not yet answered gets 500
             return [e if r is None else r for r in results]
         return results

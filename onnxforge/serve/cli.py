@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UserInputError
 from ..cli_common import ArtifactDir, Device, Variant, err_console, handle_errors
-from ..runtime.cli_options import Engine, MaxLength, Threads
+from ..runtime.cli_options import Engine, MaxLength, Performance, Threads
 
 
 @handle_errors
@@ -31,6 +32,7 @@ def serve_command(
     max_length: MaxLength = None,
     threads: Threads = None,
     engine: Engine = None,
+    performance: Performance = "latency",
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve the model over HTTP: POST /embed, /predict (JSON {"texts": [...]}) and /v1/embeddings (OpenAI's API); GET /health, /ready, /metrics."""
@@ -44,7 +46,10 @@ def serve_command(
                            request_timeout_s=request_timeout, body_timeout_s=body_timeout, max_connections=max_connections,
                            max_batch_tokens=max_batch_tokens or None, model_name=model_name,
                            api_key=resolve_api_key(api_key))
-    runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads, engine=engine)
+    if performance not in ("latency", "throughput"):
+        raise UserInputError(f"--performance {performance} is not known", hint="choose latency or throughput")
+    runtime = Runtime.load(artifact_dir, variant, device, max_length=max_length, threads=threads, engine=engine,
+                           throughput=performance == "throughput")
     try:
         serve(runtime, options, announce=lambda line: err_console().print(line, markup=False))
     except KeyboardInterrupt:

@@ -104,3 +104,35 @@ def test_missing_openvino_is_exit_2_with_the_install_command(tiny_artifact, cli,
     code, out, err = cli("smoke", tiny_artifact, "--engine", "openvino", "--no-torch", "--no-record", "--max-length", ML)
     assert code == 2, (out, err)
     assert "openvino package is not installed" in err and "pip install openvino" in err and "Traceback" not in err
+
+
+def test_throughput_hint_runs_calls_side_by_side_with_the_same_results(tiny_artifact, monkeypatch):
+    """Batch jobs compile for throughput (OpenVINO streams) and keep that many calls in flight;
+    the rows are the same as one call at a time, in the same order."""
+    from onnxforge.batch.infer import run_texts
+    from onnxforge.data import sample_texts
+    from onnxforge.runtime.results import result_columns
+
+    latency = Runtime.load(tiny_artifact, "base", engine="openvino", max_length=ML)
+    assert latency.engine.parallel_calls == 1 and latency.engine.describe()["performance_hint"] == "LATENCY"
+    fast = Runtime.load(tiny_artifact, "base", engine="openvino", max_length=ML, throughput=True)
+    assert fast.engine.describe()["performance_hint"] == "THROUGHPUT"
+    monkeypatch.setattr(type(fast.engine), "parallel_calls", 2)  # two streams even on a one-core runner
+    seen: set[str] = set()
+    real_run = fast.engine.run
+
+    def run(feeds, outputs=None):
+        import threading
+
+        seen.add(threading.current_thread().name)
+        return real_run(feeds, outputs)
+
+    fast.engine.run = run
+    texts = sample_texts(120, offset=50)
+    columns = result_columns(fast.spec)
+    one, cut_one = run_texts(latency, texts, 8, True, columns)
+    two, cut_two = run_texts(fast, texts, 8, True, columns)
+    assert len(seen) == 2, f"calls ran on {sorted(seen)}, not on two pool threads"
+    assert cut_one == cut_two
+    for name in columns:
+        np.testing.assert_allclose(np.asarray(two[name]), np.asarray(one[name]), atol=1e-5)

@@ -82,3 +82,54 @@ def test_gathering_stops_at_the_token_budget(tiny_runtime):
     assert len(bodies) == 30 and len(gathered) >= 2
     assert all(tokens <= 200 for tokens in gathered), gathered
     assert sum(gathered) == sum(len(e.ids) for e in tiny_runtime.tokenize(texts))
+
+
+class TwoAtOnce:
+    """A real runtime whose engine claims two parallel calls; each call takes 0.3 s more,
+    and the most calls seen running at once is recorded."""
+
+    def __init__(self, runtime):
+        import threading
+
+        self._rt = runtime
+        self.engine = type("E", (), {"parallel_calls": 2})()
+        self.running = self.most = 0
+        self._lock = threading.Lock()
+
+    def run(self, feeds):
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.3)
+            return self._rt.run(feeds)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def __getattr__(self, name):
+        return getattr(self._rt, name)
+
+
+def test_an_engine_with_two_streams_gets_two_batches_in_flight(tiny_runtime):
+    from onnxforge.data import sample_texts
+
+    runtime = TwoAtOnce(tiny_runtime)
+    batcher = MicroBatcher(runtime, ServeOptions(max_batch=4, max_wait_ms=1))
+    texts = sample_texts(16, offset=20)
+
+    async def main():
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit([t], True, False, encodings=tiny_runtime.tokenize([t]))
+                                          for t in texts))
+        finally:
+            await batcher.stop()
+
+    import orjson
+
+    bodies = asyncio.run(main())
+    assert runtime.most == 2, f"at most {runtime.most} call(s) ran at once"
+    assert batcher.batches >= 4 and batcher.batched_texts == 16
+    got = np.asarray([orjson.loads(b)["embeddings"][0] for b in bodies])
+    np.testing.assert_allclose(got, tiny_runtime.embed(texts), atol=1e-5)

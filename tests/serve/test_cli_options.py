@@ -54,3 +54,8 @@ def test_key_from_the_environment_is_required_and_never_printed(tiny_artifact):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_an_unknown_performance_hint_is_exit_2(tiny_artifact, cli):
+    code, _, stderr = cli("serve", tiny_artifact, "--port", "0", "--max-length", TINY_MAX_LENGTH, "--performance", "fastest")
+    assert code == 2 and "--performance fastest is not known" in stderr and "latency or throughput" in stderr
