@@ -16,20 +16,18 @@ inference precision. A variant that misses the gates is not published unless
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..artifact import Artifact, deferred_interrupts, model_files
+from ..artifact import Artifact, model_files
 from ..errors import CheckFailed
 from ..spec import ModelSpec
 from .options import OptimizeOptions, OptimizeReport, fusion_check
+from .staging import stage_and_publish
 
 
 def _goldens(artifact: Artifact, spec: ModelSpec):
@@ -155,10 +153,9 @@ def optimize_openvino(artifact_dir: Path, options: OptimizeOptions, *,
         facts.update(int8_facts, calibration=source)
     fusion = _fusion_facts(model)
     root = artifact.root
-    staging = Path(tempfile.mkdtemp(prefix=f".optimize-{variant}-", dir=root))
-    critical = contextlib.ExitStack()
-    try:
-        staged = staging / Path(options.file_name).name
+
+    def stage(folder: Path):
+        staged = folder / Path(options.file_name).name
         say(f"writing {options.file_name}")
         ov.save_model(model, str(staged), compress_to_fp16=False)
         checks = ov_checks(artifact, spec, staged, precision, options, say)
@@ -168,13 +165,10 @@ def optimize_openvino(artifact_dir: Path, options: OptimizeOptions, *,
                 f"the {variant} variant misses its quality gates and was not written: "
                 + "; ".join(c.message() for c in failed),
                 hint="pass --allow-lossy to keep it anyway (recorded as lossy, never a default)")
-        critical.enter_context(deferred_interrupts())
-        published = _publish(staged, root, options.file_name)
-    except BaseException:
-        critical.close()
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return staged, checks, failed
+
+    (_, checks, failed), published, critical = stage_and_publish(
+        root, variant, stage, lambda done: _publish(done[0], root, options.file_name))
 
     with critical:
         notes = ["OpenVINO fuses the graph itself when it compiles it; no ONNX Runtime fusion is applied"]

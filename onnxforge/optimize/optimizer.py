@@ -8,21 +8,19 @@ building a CUDA variant never needs (or creates) a CUDA session.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-from ..artifact import Artifact, deferred_interrupts, model_files
+from ..artifact import Artifact, model_files
 from ..parity.goldens import GoldensUnreadable, goldens_path, read_goldens
 from ..report import Check
 from ..vocab import stage_key
 from ..spec import ModelSpec
 from .checks import CHECK_SHAPE, check_base, compare_batches, feeds_for, run_session, tool_versions
 from .options import OptimizeOptions, OptimizeReport, fusion_check
+from .staging import stage_and_publish
 
 def run_checks(artifact: Artifact, spec: ModelSpec, candidate: Path, fused_fp32, options: OptimizeOptions, say) -> list[Check]:
     from ..inputs import random_inputs
@@ -151,22 +149,14 @@ def optimize_artifact(artifact_dir: Path, options: OptimizeOptions = OptimizeOpt
 
     root = artifact.root
     external = bool(artifact.export_record.get("external_data")) or model.ByteSize() > (2 << 30) - (64 << 20)
-    staging = Path(tempfile.mkdtemp(prefix=f".optimize-{options.variant}-", dir=root))
-    # From the first rename to the manifest save, Ctrl-C/SIGTERM wait: the model files
-    # and the manifest that records their hashes change together.
-    critical = contextlib.ExitStack()
-    try:
-        say(f"writing {options.file_name}")
-        staged = _save(model, staging / options.file_name, external)
-        checks = run_checks(artifact, spec, staging / options.file_name, fused_fp32, options, say)
-        critical.enter_context(deferred_interrupts())
-        published = _publish(staged, root, options.file_name)
-    except BaseException:
-        critical.close()
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
+    def stage(folder: Path):
+        say(f"writing {options.file_name}")
+        files = _save(model, folder / options.file_name, external)
+        return files, run_checks(artifact, spec, folder / options.file_name, fused_fp32, options, say)
+
+    (staged, checks), published, critical = stage_and_publish(
+        root, options.variant, stage, lambda done: _publish(done[0], root, options.file_name))
     with critical:
         report = OptimizeReport(
             artifact=root, options=options, file=options.file_name, fusion=fusion.report,

@@ -25,6 +25,20 @@ class LongCallsAreSlow:
         return getattr(self._rt, name)
 
 
+def submit_each(batcher: MicroBatcher, runtime, texts: list[str]) -> list[bytes]:
+    """Each text as its own request, all at once; the bodies in text order."""
+
+    async def main():
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit([t], True, False, encodings=runtime.tokenize([t]))
+                                          for t in texts))
+        finally:
+            await batcher.stop()
+
+    return asyncio.run(main())
+
+
 def test_a_short_request_is_answered_before_its_long_neighbours_call(tiny_runtime):
     batcher = MicroBatcher(LongCallsAreSlow(tiny_runtime), ServeOptions(max_wait_ms=20))
     done: dict[str, float] = {}
@@ -70,15 +84,7 @@ def test_gathering_stops_at_the_token_budget(tiny_runtime):
 
     batcher._process = process
 
-    async def main():
-        await batcher.start()
-        try:
-            return await asyncio.gather(*(batcher.submit([t], True, False, encodings=tiny_runtime.tokenize([t]))
-                                          for t in texts))
-        finally:
-            await batcher.stop()
-
-    bodies = asyncio.run(main())
+    bodies = submit_each(batcher, tiny_runtime, texts)
     assert len(bodies) == 30 and len(gathered) >= 2
     assert all(tokens <= 200 for tokens in gathered), gathered
     assert sum(gathered) == sum(len(e.ids) for e in tiny_runtime.tokenize(texts))
@@ -118,17 +124,9 @@ def test_an_engine_with_two_streams_gets_two_batches_in_flight(tiny_runtime):
     batcher = MicroBatcher(runtime, ServeOptions(max_batch=4, max_wait_ms=1))
     texts = sample_texts(16, offset=20)
 
-    async def main():
-        await batcher.start()
-        try:
-            return await asyncio.gather(*(batcher.submit([t], True, False, encodings=tiny_runtime.tokenize([t]))
-                                          for t in texts))
-        finally:
-            await batcher.stop()
-
     import orjson
 
-    bodies = asyncio.run(main())
+    bodies = submit_each(batcher, runtime, texts)
     assert runtime.most == 2, f"at most {runtime.most} call(s) ran at once"
     assert batcher.batches >= 4 and batcher.batched_texts == 16
     got = np.asarray([orjson.loads(b)["embeddings"][0] for b in bodies])
