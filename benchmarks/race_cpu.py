@@ -14,7 +14,8 @@ clock; quality is the cosine of every row's embedding vs sentence-transformers f
 * ``onnxforge batch`` on each variant of one artifact (base, optimized, int8, bf16,
   ov-int8, and the default that ``build`` picked when the artifact records one).
 
-The peers share one pipeline (Rust tokenizer, texts sorted by length, batches of 32),
+The peers share one pipeline (Rust tokenizer, texts sorted by character length as
+sentence-transformers' encode sorts them, batches of 32),
 so they differ only in the engine. Then batch 1 x 128 latency per variant and engine in
 one process (block timing, medians). Printed last: the goal ratio, the fastest onnxforge
 variant whose every row keeps cosine >= 0.99 over the fastest such peer (goal >= 1.3).
@@ -250,6 +251,33 @@ def latency(artifact: Path, work: Path, seconds: float, cycles: int) -> dict[str
 
 
 # -- the race ---------------------------------------------------------------------------------
+def race_one(name: str, artifact: Path, csv_path: Path, args) -> dict:
+    """One whole-process run of a contender: wall time, exit code, and its rows' embeddings."""
+    emb = args.work / f"out_{name}.jsonl"
+    emb.unlink(missing_ok=True)
+    if name.startswith("onnxforge-"):
+        variant = name.removeprefix("onnxforge-")
+        cmd = [*ONNXFORGE, "batch", str(artifact), str(csv_path), "--column", "text", "--out", str(emb),
+               "--max-length", str(MAX_LENGTH), "--no-progress"]
+        cmd += [] if variant == "default" else ["--variant", variant]
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--csv", str(csv_path),
+               "--emb", str(emb), "--artifact", str(artifact), "--work", str(args.work)]
+    say(f"racing {name}")
+    load = os.getloadavg()[0]
+    run = run_measured(cmd, timeout=args.timeout, cwd=ROOT)
+    entry = {"wall_s": run["wall_s"], "walls_s": [run["wall_s"]], "returncode": run["returncode"], "load_before": [load],
+             "first_line": (run["stdout"].strip().splitlines() or [""])[0][:200],
+             "last_line": (run["stdout"].strip().splitlines() or [""])[-1][:300]}
+    if run["returncode"] != 0:
+        entry["error"] = run["stderr"].strip()[-600:]
+        say(f"  {name} failed: {entry['error'][-300:]}")
+    elif emb.is_file():
+        entry["embeddings"] = read_embeddings(emb)
+    say(f"  {name}: {run['wall_s']:.1f} s")
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=10_000)
@@ -258,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--contenders", default="", help="comma-separated subset (peers: " + ", ".join(PEERS)
                    + "; onnxforge: onnxforge-<variant>, onnxforge-default)")
     p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--repeats", type=int, default=1, help="race every contender this many times, rounds interleaved; "
+                   "the median wall time counts (the reference runs once)")
     p.add_argument("--latency-seconds", type=float, default=1.0)
     p.add_argument("--no-latency", action="store_true")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
@@ -287,29 +317,20 @@ def main(argv: list[str] | None = None) -> int:
         names.insert(0, "st-fp32")  # the reference every row is compared with
 
     results: dict[str, dict] = {}
-    for name in names:
-        emb = args.work / f"out_{name}.jsonl"
-        emb.unlink(missing_ok=True)
-        if name.startswith("onnxforge-"):
-            variant = name.removeprefix("onnxforge-")
-            cmd = [*ONNXFORGE, "batch", str(artifact), str(csv_path), "--column", "text", "--out", str(emb),
-                   "--max-length", str(MAX_LENGTH), "--no-progress"]
-            cmd += [] if variant == "default" else ["--variant", variant]
-        else:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--csv", str(csv_path),
-                   "--emb", str(emb), "--artifact", str(artifact), "--work", str(args.work)]
-        say(f"racing {name}")
-        load = os.getloadavg()[0]
-        run = run_measured(cmd, timeout=args.timeout, cwd=ROOT)
-        entry = {"wall_s": run["wall_s"], "returncode": run["returncode"], "load_before": load,
-                 "first_line": (run["stdout"].strip().splitlines() or [""])[0][:200],
-                 "last_line": (run["stdout"].strip().splitlines() or [""])[-1][:300]}
-        if run["returncode"] != 0:
-            entry["error"] = run["stderr"].strip()[-600:]
-            say(f"  {name} failed: {entry['error'][-300:]}")
-        elif emb.is_file():
-            entry["embeddings"] = read_embeddings(emb)
-        results[name] = entry
+    for round_ in range(max(1, args.repeats)):
+        for name in names:
+            if round_ and name == "st-fp32":
+                continue  # the reference: its rows are what counts, once is enough
+            entry = race_one(name, artifact, csv_path, args)
+            if name in results:
+                results[name]["walls_s"].append(entry["wall_s"])
+                results[name]["load_before"].append(entry["load_before"][0])
+                results[name]["wall_s"] = statistics.median(results[name]["walls_s"])
+                results[name]["returncode"] = max(results[name]["returncode"], entry["returncode"])
+                if entry["returncode"]:
+                    results[name]["error"] = entry.get("error")
+            else:
+                results[name] = entry
     ref = results["st-fp32"].get("embeddings")
     if ref is None:
         raise SystemExit("the reference (sentence-transformers fp32) did not finish")
@@ -331,13 +352,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(results: dict, lat: dict, rows: int) -> dict:
     print(f"\n{rows} rows, each contender a whole process (wall s); cosine of every row vs sentence-transformers fp32")
-    print(f"{'contender':26s} {'time s':>8s} {'min cos':>9s} {'mean cos':>9s}  faithful  load@start")
+    print(f"{'contender':26s} {'time s':>8s} {'min cos':>9s} {'mean cos':>9s}  faithful  load@start  runs (s)")
     for name, e in results.items():
         if not e.get("rows_ok"):
             print(f"{name:26s} {'failed' if e['returncode'] else 'no rows':>8s}")
             continue
         print(f"{name:26s} {e['wall_s']:8.1f} {e['min_cosine']:9.5f} {e['mean_cosine']:9.5f}  "
-              f"{'yes' if e['faithful'] else 'no ':8s}  {e['load_before']:.1f}")
+              f"{'yes' if e['faithful'] else 'no ':8s}  {max(e['load_before']):9.1f}  "
+              + ", ".join(f"{w:.1f}" for w in e["walls_s"]))
     if lat:
         print("\nbatch 1 x 128, median ms per call (one process, block timing)")
         for name, ms in lat.items():
