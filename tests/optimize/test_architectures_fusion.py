@@ -21,10 +21,12 @@ from .dynamo_helpers import export_dynamo, feeds, masked_max_abs, ort_outputs, s
 
 pytestmark = pytest.mark.slow
 
-BERT_LIKE = {"Attention": 2, "SkipLayerNormalization": 4, "Gelu": 2, "EmbedLayerNormalization": 1}
+BERT_LIKE = {"Attention": 2, "SkipLayerNormalization": 4, "Gelu": 2, "EmbedLayerNormalization": 1, "RotaryEmbedding": 0}
 EXPECTED = {arch: BERT_LIKE for arch in ARCHITECTURES} | {
     "deberta-v2": BERT_LIKE | {"Attention": 0},
-    "modernbert": {"Attention": 2, "SkipLayerNormalization": 0, "Gelu": 2, "EmbedLayerNormalization": 0},
+    # RotaryEmbedding: the queries and the keys of each layer (rules/rotary_embedding.py).
+    "modernbert": {"Attention": 2, "SkipLayerNormalization": 0, "Gelu": 2, "EmbedLayerNormalization": 0,
+                   "RotaryEmbedding": 4},
 }
 
 

@@ -9,9 +9,12 @@ and is said here, once, with the reason:
    embedding pattern would be gone.
 2. attention_bias_merge before ort_fusions: MPNet adds a relative position bias and the
    mask as two Adds; one summed bias is what the SDPA pattern (and ORT's attention_bias) take.
-3. ort_fusions: onnxscript's maintained attention / skip-norm / GELU rules.
-4. attention_packing after ort_fusions: it packs the Q/K/V projections of the
-   MultiHeadAttention nodes that (2) left unpacked into one Attention.
+3. rotary_embedding before ort_fusions: its SDPA rule must see the rotated queries and
+   keys as one RotaryEmbedding each (onnxscript's own cos/sin-cache rule does not match
+   ModernBERT's export and would inline its rotary back into Cos/Sin/Mul ops).
+4. ort_fusions: onnxscript's maintained attention / skip-norm / GELU rules.
+5. attention_packing after ort_fusions: it packs the Q/K/V projections of the
+   MultiHeadAttention nodes that (4) left unpacked into one Attention.
 
 ``CPU_KERNEL_CHOICES`` run after fusion on graphs built for the CPU provider only: they
 undo a fusion whose ORT CPU kernel is slower than the ops it replaced (measured, see
@@ -27,7 +30,8 @@ from typing import Callable
 
 import onnx_ir as ir
 
-from . import attention_bias_merge, attention_packing, embed_layer_norm, ort_fusions, skip_layer_norm_for_cpu
+from . import (attention_bias_merge, attention_packing, embed_layer_norm, ort_fusions, rotary_embedding,
+               skip_layer_norm_for_cpu)
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ PIPELINE: tuple[FusionStep, ...] = (
                "before skip-normalization fusion absorbs the embedding LayerNorm"),
     FusionStep("attention_bias_merge", "onnxforge.optimize.rules.attention_bias_merge", attention_bias_merge.apply,
                "before ort_fusions: one additive bias (position bias + mask) for the SDPA pattern"),
+    FusionStep("rotary_embedding", "onnxforge.optimize.rules.rotary_embedding", rotary_embedding.apply,
+               "before ort_fusions: RotaryEmbedding with an in-graph cos/sin cache, then attention fuses over it"),
     FusionStep("ort_fusions", ort_fusions.TOOL, ort_fusions.apply,
                "onnxscript's attention, skip-norm and GELU rules"),
     FusionStep("attention_packing", "onnxforge.optimize.rules.attention_packing", attention_packing.apply,
