@@ -1,16 +1,17 @@
 """Rotary position embedding -> com.microsoft RotaryEmbedding (ModernBERT, dynamo export).
 
-HF's ``apply_rotary_pos_emb`` (q * cos + rotate_half(q) * sin, cos/sin from
-``inv_freq x positions``) is exported, after torch.onnx's own optimization, as::
+HF's ``apply_rotary_pos_emb`` (q * cos + rotate_half(q) * sin, with ModernBERT's
+``freqs = positions[..., None].float() * inv_freq``; its ``attention_scaling`` of 1 is
+folded away) is exported, after torch.onnx's own optimization, as::
 
-    freqs = Cast(positions[1, S, 1]) * inv_freq[D/2]      # the K=1 MatMul became a Mul
+    freqs = Cast(positions[1, S, 1]) * inv_freq[D/2]
     emb = Concat(freqs, freqs, axis=-1)
     out = x * Unsqueeze(Cos(emb), 1) + Concat(-x[..., D/2:], x[..., :D/2]) * Unsqueeze(Sin(emb), 1)
 
 with x the (batch, heads, seq, head_size) queries or keys. onnxscript's rotary rule
-matches the last line, but its cos/sin-cache rule wants the Llama form
-``Transpose(MatMul(inv_freq[1, D/2, 1], positions[B, 1, S]))`` and no Mul, so its
-intermediate op is inlined back; and it would pass the (1, S) position ids on, which
+matches the last line, but its cos/sin-cache rule wants Llama's form
+``Transpose(MatMul(inv_freq[1, D/2, 1], positions[B, 1, S]))``, so its intermediate
+op is inlined back; and it would pass the (1, S) position ids on, which
 ORT's kernel rejects for batch > 1 (it wants (batch, S) or one offset).
 
 Here the cache is computed in the graph from the model's own positions (one row per
