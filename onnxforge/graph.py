@@ -18,6 +18,7 @@ FUSED_OPS = (
     "BiasGelu",
     "FastGelu",
     "Gelu",
+    "RotaryEmbedding",
     "QAttention",
     "QOrderedAttention",
     "DynamicQuantizeMatMul",

@@ -78,7 +78,8 @@ def render_optimize(name: str, rec: dict[str, Any], console) -> None:
     console.print(f"[bold]{name}[/]: {verdict}, {fully}, route {fusion.get('route')}, "
                   f"nodes {fusion.get('nodes_before')} -> {fusion.get('nodes_after')}", markup=True)
     achieved = fusion.get("achieved", {})
-    counts = ", ".join(f"{op} {achieved.get(op, 0)}/{want}" for op, want in fusion.get("expected", {}).items())
+    counts = ", ".join(f"{op} {achieved.get(op, 0)}/{want}" for op, want in fusion.get("expected", {}).items()
+                       if want or achieved.get(op, 0))
     console.print(f"  fused (achieved/expected): {counts}")
     for op, why in fusion.get("missing", {}).items():
         console.print(f"  why {op} did not fuse: {why}", markup=False)

@@ -42,10 +42,12 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "SkipLayerNormalization": ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization"),
     "Gelu": ("BiasGelu", "FastGelu", "Gelu"),
     "EmbedLayerNormalization": ("EmbedLayerNormalization",),
+    "RotaryEmbedding": ("RotaryEmbedding",),
 }
 # EmbedLayerNormalization needs a particular embedding subgraph ("where the inputs
-# allow it"): it is reported, but a graph without it still counts as fully fused.
-OPTIONAL = ("EmbedLayerNormalization",)
+# allow it"), RotaryEmbedding a rotary model: both are reported, but a graph without
+# them still counts as fully fused (their unfused ops compute the same numbers).
+OPTIONAL = ("EmbedLayerNormalization", "RotaryEmbedding")
 ORT_TOOL = "onnxruntime.transformers.optimizer"
 ONNXSCRIPT_TOOL = "onnxscript.rewriter.ort_fusions"
 # ORT fusion modules log why a pattern did not match at DEBUG level; we keep those lines.
@@ -91,6 +93,11 @@ def activation_of(base_model, config_path: Path | None) -> tuple[str, str]:
     return "unknown", "no config.json and no recognisable activation op"
 
 
+def _has_rotary(model) -> bool:
+    ops = {n.op_type for n in model.graph.node}
+    return "Cos" in ops and "Sin" in ops
+
+
 def expectations(spec: ModelSpec, base_model, config_path: Path | None) -> dict[str, Any]:
     act, act_source = activation_of(base_model, config_path)
     gelu = act.startswith("gelu") or act in ("quick_gelu",)
@@ -99,6 +106,8 @@ def expectations(spec: ModelSpec, base_model, config_path: Path | None) -> dict[
         "SkipLayerNormalization": 2 * spec.num_layers,
         "Gelu": spec.num_layers if gelu else 0,
         "EmbedLayerNormalization": 1,
+        # Cos and Sin in the export: rotary positions, one rotation for the queries and one for the keys.
+        "RotaryEmbedding": 2 * spec.num_layers if _has_rotary(base_model) else 0,
     }
     return {"expected": expected, "activation": act, "activation_source": act_source}
 
@@ -197,6 +206,9 @@ def _structural_reason(group: str, model, achieved: int, expected: int) -> str:
         from .rules.explain import explain_embed
 
         return explain_embed(model)
+    if group == "RotaryEmbedding":
+        return (f"{hist['Cos']} Cos / {hist['Sin']} Sin left: the rotary subgraph is not "
+                "x*cos + rotate_half(x)*sin with cos/sin from positions shared by the batch x a constant inv_freq")
     return f"{achieved} of {expected}"
 
 

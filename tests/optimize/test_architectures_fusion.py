@@ -6,9 +6,10 @@ What does not fuse, and why (asserted, so a change in the tools shows up here):
 - deberta-v2: disentangled attention reshapes the probabilities to (batch*heads, seq,
   seq) between the Softmax and the MatMul with the values, with the c2p/p2c relative
   terms gathered from the queries and keys; ORT has no kernel for that attention.
-- modernbert: pre-LN with bias-free LayerNorms: each residual sum also feeds the next
-  residual, so no SkipLayerNormalization; no absolute position embeddings (rotary), so
-  no EmbedLayerNormalization. Its attention (local and global, mask as bias) fuses.
+- modernbert: no absolute position embeddings (rotary), so no EmbedLayerNormalization.
+  Its attention (local and global, mask as bias) fuses to MultiHeadAttention over the
+  RotaryEmbedding of its queries and keys; its bias-free pre-LN norms fuse to
+  SkipLayerNormalization once they have a zero beta (rules/layer_norm_zero_beta.py).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from .dynamo_helpers import export_dynamo, feeds, masked_max_abs, ort_outputs, s
 
 pytestmark = pytest.mark.slow
 
-BERT_LIKE = {"Attention": 2, "SkipLayerNormalization": 4, "Gelu": 2, "EmbedLayerNormalization": 1}
+BERT_LIKE = {"Attention": 2, "SkipLayerNormalization": 4, "Gelu": 2, "EmbedLayerNormalization": 1, "RotaryEmbedding": 0}
 EXPECTED = {arch: BERT_LIKE for arch in ARCHITECTURES} | {
     "deberta-v2": BERT_LIKE | {"Attention": 0},
-    "modernbert": {"Attention": 2, "SkipLayerNormalization": 0, "Gelu": 2, "EmbedLayerNormalization": 0},
+    # RotaryEmbedding: the queries and the keys of each layer (rules/rotary_embedding.py).
+    "modernbert": {"Attention": 2, "SkipLayerNormalization": 4, "Gelu": 2, "EmbedLayerNormalization": 0,
+                   "RotaryEmbedding": 4},
 }
 
 

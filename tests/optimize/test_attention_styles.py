@@ -40,7 +40,7 @@ def test_style_fully_fused_with_parity(style, tmp_dir):
     report = outcome.report
     assert report["fully_fused"], report["missing"]
     assert report["achieved"] == {"Attention": LAYERS, "SkipLayerNormalization": 2 * LAYERS, "Gelu": LAYERS,
-                                  "EmbedLayerNormalization": 1}
+                                  "EmbedLayerNormalization": 1, "RotaryEmbedding": 0}
     ops = Counter(n.op_type for n in outcome.model.graph.node)
     assert ops[ATTENTION_OP[style]] == LAYERS and ops["Softmax"] == 0 and ops["LayerNormalization"] == 0
     assert not report["right_padding_required"]

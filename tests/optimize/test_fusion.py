@@ -51,7 +51,8 @@ def test_minilm_torchscript_fully_fused_by_ort(minilm_opt):
     assert _cpu_graph(folder, 6) == {"Attention": 6, "BiasGelu": 6, "EmbedLayerNormalization": 1}
     rec = _check_record(folder, report, route="onnxruntime")
     f = rec["fusion"]
-    assert f["expected"] == {"Attention": 6, "SkipLayerNormalization": 12, "Gelu": 6, "EmbedLayerNormalization": 1}
+    assert f["expected"] == {"Attention": 6, "SkipLayerNormalization": 12, "Gelu": 6, "EmbedLayerNormalization": 1,
+                             "RotaryEmbedding": 0}
     assert f["achieved"] == f["expected"] and f["missing"] == {}
     # The ORT optimizer ran with the spec's numbers, never 0-guessing.
     assert f["tools"][0]["settings"] == {"model_type": "bert", "num_heads": 12, "hidden_size": 384, "opt_level": 0}
@@ -65,15 +66,16 @@ def test_minilm_dynamo_fused_by_onnxscript(minilm_dynamo_opt):
     assert report, report.failures()
     assert _cpu_graph(folder, 6) == {"Attention": 6, "BiasGelu": 6, "EmbedLayerNormalization": 1}
     assert report.fusion["achieved"] == {"Attention": 6, "SkipLayerNormalization": 12, "Gelu": 6,
-                                         "EmbedLayerNormalization": 1}
+                                         "EmbedLayerNormalization": 1, "RotaryEmbedding": 0}
     rec = _check_record(folder, report, route="onnxscript+onnxruntime")
     tools = {t["tool"]: t for t in rec["fusion"]["tools"]}
     assert tools["onnxscript.rewriter.ort_fusions"]["fused"]["Attention"] == 6
     assert tools["onnxscript.rewriter.ort_fusions"]["settings"]["fold_constants"] is True
     # onnxforge's own rule (the rule table's first step) fused the embeddings.
     assert tools["onnxforge.optimize.rules.embed_layer_norm"]["fused"]["EmbedLayerNormalization"] == 1
-    assert [t["settings"].get("rule") for t in rec["fusion"]["tools"][:4]] == [
-        "embed_layer_norm", "attention_bias_merge", "ort_fusions", "attention_packing"]
+    assert [t["settings"].get("rule") for t in rec["fusion"]["tools"][:6]] == [
+        "embed_layer_norm", "attention_bias_merge", "rotary_embedding", "layer_norm_zero_beta", "ort_fusions",
+        "attention_packing"]
     assert rec["fusion"]["missing"] == {} and not rec["fusion"]["right_padding_required"]
     per_layer = rec["fusion"]["per_layer"]
     assert per_layer["reliable"] and per_layer["embeddings"]["fused"] == {"EmbedLayerNormalization": 1}

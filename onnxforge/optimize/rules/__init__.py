@@ -9,9 +9,14 @@ and is said here, once, with the reason:
    embedding pattern would be gone.
 2. attention_bias_merge before ort_fusions: MPNet adds a relative position bias and the
    mask as two Adds; one summed bias is what the SDPA pattern (and ORT's attention_bias) take.
-3. ort_fusions: onnxscript's maintained attention / skip-norm / GELU rules.
-4. attention_packing after ort_fusions: it packs the Q/K/V projections of the
-   MultiHeadAttention nodes that (2) left unpacked into one Attention.
+3. rotary_embedding before ort_fusions: its SDPA rule must see the rotated queries and
+   keys as one RotaryEmbedding each (onnxscript's own cos/sin-cache rule does not match
+   ModernBERT's export and would inline its rotary back into Cos/Sin/Mul ops).
+4. layer_norm_zero_beta before ort_fusions: a zero beta on bias-free LayerNorms of a
+   residual Add (ModernBERT), so onnxscript's skip-norm rule, which binds a beta, fuses them.
+5. ort_fusions: onnxscript's maintained attention / skip-norm / GELU rules.
+6. attention_packing after ort_fusions: it packs the Q/K/V projections of the
+   MultiHeadAttention nodes that (5) left unpacked into one Attention.
 
 ``CPU_KERNEL_CHOICES`` run after fusion on graphs built for the CPU provider only: they
 undo a fusion whose ORT CPU kernel is slower than the ops it replaced (measured, see
@@ -27,7 +32,8 @@ from typing import Callable
 
 import onnx_ir as ir
 
-from . import attention_bias_merge, attention_packing, embed_layer_norm, ort_fusions, skip_layer_norm_for_cpu
+from . import (attention_bias_merge, attention_packing, embed_layer_norm, layer_norm_zero_beta, ort_fusions,
+               rotary_embedding, skip_layer_norm_for_cpu)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,10 @@ PIPELINE: tuple[FusionStep, ...] = (
                "before skip-normalization fusion absorbs the embedding LayerNorm"),
     FusionStep("attention_bias_merge", "onnxforge.optimize.rules.attention_bias_merge", attention_bias_merge.apply,
                "before ort_fusions: one additive bias (position bias + mask) for the SDPA pattern"),
+    FusionStep("rotary_embedding", "onnxforge.optimize.rules.rotary_embedding", rotary_embedding.apply,
+               "before ort_fusions: RotaryEmbedding with an in-graph cos/sin cache, then attention fuses over it"),
+    FusionStep("layer_norm_zero_beta", "onnxforge.optimize.rules.layer_norm_zero_beta", layer_norm_zero_beta.apply,
+               "before ort_fusions: bias-free residual LayerNorms get a zero beta, which its skip-norm rule binds"),
     FusionStep("ort_fusions", ort_fusions.TOOL, ort_fusions.apply,
                "onnxscript's attention, skip-norm and GELU rules"),
     FusionStep("attention_packing", "onnxforge.optimize.rules.attention_packing", attention_packing.apply,

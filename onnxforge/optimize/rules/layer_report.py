@@ -105,6 +105,8 @@ def layer_report(model: ir.Model, groups: dict[str, tuple[str, ...]], expected: 
             k += 1
         target = embeddings if k < 0 else layers[k]
         group = _group_of(node, groups)
+        if group == "RotaryEmbedding" and k + 1 < len(layers):
+            target = layers[k + 1]  # it rotates the queries / keys of the next attention core
         if group is not None:
             target["fused"][group] = target["fused"].get(group, 0) + 1
         elif node.op_type == "Softmax":
