@@ -7,7 +7,9 @@ one request in flight per connection). Reported per server and concurrency:
 requests/s, p50 and p99 latency, and the ratios onnxforge / infinity-emb.
 
 - onnxforge: `onnxforge serve ART` on POST /v1/embeddings (OpenAI's request, base64 as
-  the official client asks by default) and on POST /embed.
+  the official client asks by default) and on POST /embed. ART is what `onnxforge build`
+  leaves, so the server runs the CPU default build measured (bf16 on OpenVINO where the
+  CPU has bf16); `--serve-args` passes more options (`--performance throughput`).
 - infinity-emb 0.0.78, default torch engine, POST /embeddings with the same OpenAI
   request. It pins transformers < 5, so it runs from a venv this script creates under
   benchmarks/.venvs/ (ignored by git), and loads the MiniLM folder of the PyPI package
@@ -157,7 +159,8 @@ def measure(label: str, cmd: list[str], port: int, ready: str, endpoints: dict[s
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--artifact", type=Path, help="an onnxforge artifact of MiniLM (default: exported and optimized into --work)")
+    p.add_argument("--artifact", type=Path, help="an onnxforge artifact of MiniLM (default: `onnxforge build` into --work, "
+                   "so the server runs the CPU default that build measured and recorded)")
     p.add_argument("--work", type=Path, default=HERE / ".work")
     p.add_argument("--venvs", type=Path, default=HERE / ".venvs", help="where the peers' venvs are created (git-ignored)")
     p.add_argument("--loads", default="1:200,16:600,64:600", help="concurrency:requests pairs")
@@ -186,9 +189,9 @@ def main(argv=None) -> int:
     wanted = set(args.servers.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
     if args.artifact is None:
-        from harness.artifacts import prepare
+        from harness.artifacts import built
 
-        args.artifact = Path(prepare("minilm", args.work, given=None, optimize=True, log=log)["artifact"])
+        args.artifact = built(args.work, log=log)
     texts = sample_texts(600)
     probe_texts = texts[:8]
     openai_payloads = [{"model": SERVED_NAME, "input": t, "encoding_format": "base64"} for t in texts]

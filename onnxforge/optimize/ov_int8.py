@@ -25,7 +25,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -71,41 +71,43 @@ MEASURED_TRADEOFF = (
 @dataclass(frozen=True)
 class OvInt8Config:
     """One NNCF configuration. ``smooth_quant_alpha``: None keeps NNCF's transformer
-    default (0.95), a negative value disables SmoothQuant. ``ignored_patterns``: regular
-    expressions of node names left unquantized. ``max_drop``: run NNCF's accuracy
+    default (0.95), a negative value disables SmoothQuant. ``keep_float``: which MatMuls
+    stay unquantized, chosen by structure (``KEEP_FLOAT``), not by node name: the
+    TorchScript and dynamo exports name their nodes differently. ``max_drop``: run NNCF's accuracy
     control (reverting the most harmful quantizers until the validation metric, the
     minimum pooled cosine, drops by at most this much)."""
 
     name: str = "default"
     smooth_quant_alpha: float | None = None
-    ignored_patterns: tuple[str, ...] = ()
+    keep_float: str | None = None
     preset: str = "mixed"
     fast_bias_correction: bool = True
     max_drop: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "smooth_quant_alpha": self.smooth_quant_alpha,
-                "ignored_patterns": list(self.ignored_patterns), "preset": self.preset,
+                "keep_float": self.keep_float, "preset": self.preset,
                 "fast_bias_correction": self.fast_bias_correction, "max_drop": self.max_drop}
 
 
-# BERT-style node names (ONNX exports of transformers' BertModel, as OpenVINO reads them).
-FFN_OUTPUT = r".*/output/dense/MatMul"
-POOLER = r".*/pooler/.*MatMul"
-EARLY_FFN_OUTPUT = r".*/layer\.[01]/output/dense/MatMul"
+# MatMuls kept in float, found by structure. BERT's FFN output projection is the one
+# MatMul whose constant weight narrows the width (intermediate -> hidden); the query,
+# key, value, attention output and FFN input projections keep or widen it. "early" is
+# the first two in graph order (layers 0 and 1).
+KEEP_FLOAT = ("ffn-output", "early-ffn-output")
 CONFIGS = {
     "nncf-default": OvInt8Config("nncf-default"),
     "nncf-no-smoothquant": OvInt8Config("nncf-no-smoothquant", smooth_quant_alpha=-1.0),
     "nncf-sq0.5": OvInt8Config("nncf-sq0.5", smooth_quant_alpha=0.5),
     "nncf-sq0.8": OvInt8Config("nncf-sq0.8", smooth_quant_alpha=0.8),
-    "nncf-ffn-out-fp": OvInt8Config("nncf-ffn-out-fp", ignored_patterns=(FFN_OUTPUT, POOLER)),
-    "nncf-early-ffn-out-fp": OvInt8Config("nncf-early-ffn-out-fp", ignored_patterns=(EARLY_FFN_OUTPUT, POOLER)),
+    "nncf-ffn-out-fp": OvInt8Config("nncf-ffn-out-fp", keep_float="ffn-output"),
+    "nncf-early-ffn-out-fp": OvInt8Config("nncf-early-ffn-out-fp", keep_float="early-ffn-output"),
     "nncf-performance": OvInt8Config("nncf-performance", preset="performance"),
     "nncf-sq0.8-early-ffn-out-fp": OvInt8Config("nncf-sq0.8-early-ffn-out-fp", smooth_quant_alpha=0.8,
-                                                ignored_patterns=(EARLY_FFN_OUTPUT, POOLER)),
+                                                keep_float="early-ffn-output"),
     "nncf-performance-sq0.8-early-ffn-out-fp": OvInt8Config(
         "nncf-performance-sq0.8-early-ffn-out-fp", preset="performance", smooth_quant_alpha=0.8,
-        ignored_patterns=(EARLY_FFN_OUTPUT, POOLER)),
+        keep_float="early-ffn-output"),
     "nncf-accuracy-control": OvInt8Config("nncf-accuracy-control", max_drop=0.005),
 }
 DEFAULT_CONFIG = "nncf-sq0.8"
@@ -132,12 +134,35 @@ def _quiet_nncf():
         logger.setLevel(level)
 
 
-def _matching(model, patterns: Iterable[str]) -> list[str]:
-    import re
+def _down_projections(model) -> list[str]:
+    """Names of the MatMuls whose constant weight maps a wider input to a narrower output."""
+    names = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "MatMul" or op.input_value(1).get_node().get_type_name() != "Constant":
+            continue
+        shape = op.input_value(1).get_partial_shape()
+        if not shape.is_static or len(shape.to_shape()) != 2:
+            continue
+        rows, cols = shape.to_shape()
+        fan_in, fan_out = (cols, rows) if op.get_attributes().get("transpose_b") else (rows, cols)
+        if fan_in > fan_out:
+            names.append(op.get_friendly_name())
+    return names
 
-    compiled = [re.compile(p) for p in patterns]
-    return [op.get_friendly_name() for op in model.get_ordered_ops()
-            if op.get_type_name() == "MatMul" and any(c.fullmatch(op.get_friendly_name()) for c in compiled)]
+
+def _kept_float(model, config: OvInt8Config) -> list[str]:
+    """The node names ``config.keep_float`` selects; a selection that finds nothing is an error."""
+    if config.keep_float is None:
+        return []
+    if config.keep_float not in KEEP_FLOAT:
+        raise UserInputError(f"NNCF config {config.name!r} keeps {config.keep_float!r} in float, which is not known",
+                             hint=f"choose one of {', '.join(KEEP_FLOAT)}")
+    found = _down_projections(model)
+    if not found:
+        raise UserInputError(f"NNCF config {config.name!r} keeps the FFN output MatMuls in float, but this graph has "
+                             "no MatMul that narrows the width (no BERT-style FFN)",
+                             hint="choose a config without keep_float (e.g. nncf-sq0.8)")
+    return found[:2] if config.keep_float == "early-ffn-output" else found
 
 
 def quantize(model, calibration: list[dict[str, np.ndarray]], config: OvInt8Config, *,
@@ -153,7 +178,7 @@ def quantize(model, calibration: list[dict[str, np.ndarray]], config: OvInt8Conf
 
     names = [i.get_any_name() for i in model.inputs]
     dataset = nncf.Dataset(calibration, lambda feeds: {n: feeds[n] for n in names})
-    ignored = _matching(model, config.ignored_patterns)
+    ignored = _kept_float(model, config)
     kwargs: dict[str, Any] = dict(
         preset=nncf.QuantizationPreset.MIXED if config.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
         model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calibration),

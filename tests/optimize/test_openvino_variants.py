@@ -174,3 +174,25 @@ def test_cli_renders_an_openvino_int8_report(tiny_artifact, copy_artifact, cli):
     assert "openvino/openvino_model_qint8_quantized.xml: int8 for cpu" in out
     assert "FakeQuantize" in out and "check held-out texts" in out
     assert Artifact.open(folder).variants["ov-int8"]["engine"] == "openvino"
+
+
+def test_ffn_output_matmuls_are_found_by_structure_not_by_name(tiny_artifact):
+    """The configs that keep FFN output MatMuls in float select them by weight shape: the
+    dynamo export's node names (node_MatMul_12) match none of the TorchScript-era names."""
+    from onnxforge.optimize.ov_int8 import CONFIGS, OvInt8Config, _down_projections, _kept_float, convert_onnx
+
+    art = Artifact.open(tiny_artifact)
+    model = convert_onnx(art.variant_path("base"))
+    layers = art.spec.num_layers
+    found = _down_projections(model)
+    assert len(found) == layers, found
+    hidden = art.spec.hidden_size
+    for op in model.get_ordered_ops():
+        if op.get_friendly_name() in found:  # intermediate -> hidden, whichever way the weight is stored
+            shape = tuple(op.input_value(1).get_partial_shape().to_shape())
+            assert hidden in shape and max(shape) > hidden, (op.get_friendly_name(), shape)
+    assert _kept_float(model, CONFIGS["nncf-ffn-out-fp"]) == found
+    assert _kept_float(model, CONFIGS["nncf-early-ffn-out-fp"]) == found[:2]
+    assert _kept_float(model, CONFIGS["nncf-sq0.8"]) == []
+    with pytest.raises(UserInputError, match="not known"):
+        _kept_float(model, OvInt8Config("odd", keep_float="attention"))
