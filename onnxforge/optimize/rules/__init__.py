@@ -17,6 +17,8 @@ and is said here, once, with the reason:
 5. ort_fusions: onnxscript's maintained attention / skip-norm / GELU rules.
 6. attention_packing after ort_fusions: it packs the Q/K/V projections of the
    MultiHeadAttention nodes that (5) left unpacked into one Attention.
+7. packed_in_proj after ort_fusions: nn.MultiheadAttention's one in_proj, split by views
+   into the q, k, v of a MultiHeadAttention that (5) made, becomes one Attention.
 
 ``CPU_KERNEL_CHOICES`` run after fusion on graphs built for the CPU provider only: they
 undo a fusion whose ORT CPU kernel is slower than the ops it replaced (measured, see
@@ -33,7 +35,7 @@ from typing import Callable
 import onnx_ir as ir
 
 from . import (attention_bias_merge, attention_packing, embed_layer_norm, layer_norm_zero_beta, ort_fusions,
-               rotary_embedding, skip_layer_norm_for_cpu)
+               packed_in_proj, rotary_embedding, skip_layer_norm_for_cpu)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ PIPELINE: tuple[FusionStep, ...] = (
                "onnxscript's attention, skip-norm and GELU rules"),
     FusionStep("attention_packing", "onnxforge.optimize.rules.attention_packing", attention_packing.apply,
                "after ort_fusions: packs the Q/K/V projections of unpacked MultiHeadAttention"),
+    FusionStep("packed_in_proj", "onnxforge.optimize.rules.packed_in_proj", packed_in_proj.apply,
+               "after ort_fusions: nn.MultiheadAttention's packed in_proj and its views around a "
+               "MultiHeadAttention become one Attention"),
 )
 
 CPU_KERNEL_CHOICES: tuple[FusionStep, ...] = (
