@@ -89,14 +89,14 @@ class PackedInProjAttention(pattern.RewriteRuleClassBase):
             return result.fail(f"the packed projection is not viewed as (sequence, batch, 3, {hidden})", view)
         size = hidden // heads
         for name in "qkv":
-            if not _matches(values[f"{name}_heads"], [batch, heads, seq, size]):
-                return result.fail(f"{name} is not split into (batch, {heads}, sequence, {size})",
-                                   values[f"{name}_heads"])
-            if not _matches(values[f"{name}_flat"], [batch, seq, hidden]):
-                return result.fail(f"{name} is not flattened back to (batch, sequence, {hidden})", values[f"{name}_flat"])
-            split = _dims(values[f"{name}_split"])
-            if split is None or len(split) != 3 or not _same(split[0], seq) or split[2] != size:
-                return result.fail(f"{name} is not viewed as (sequence, batch*heads, {size})", values[f"{name}_split"])
+            split, split_heads, flat = (values[f"{name}_{part}"] for part in ("split", "heads", "flat"))
+            if not _matches(split_heads, [batch, heads, seq, size]):
+                return result.fail(f"{name} is not split into (batch, {heads}, sequence, {size})", split_heads)
+            if not _matches(flat, [batch, seq, hidden]):
+                return result.fail(f"{name} is not flattened back to (batch, sequence, {hidden})", flat)
+            dims = _dims(split)
+            if dims is None or len(dims) != 3 or not _same(dims[0], seq) or dims[2] != size:
+                return result.fail(f"{name} is not viewed as (sequence, batch*heads, {size})", split)
         if [None if _const(c) is None else _const(c).tolist() for c in (one_a, one_b, one_d)] != [[1]] * 3:
             return result.fail("the mask is not expanded over (1, 1, sequence, 1)", one_a)
         return result
