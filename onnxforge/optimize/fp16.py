@@ -14,6 +14,11 @@ What stays in fp32, and why:
   for, or index arithmetic that must stay exact).
 * any node whose fp32 output, on calibration inputs, comes within
   ``fp16_overflow_margin`` of fp16's largest finite value (65504): measured, not guessed.
+* rotary angles (``rotary_angle_nodes``): the Cos / Sin of a rotary embedding and the
+  nodes computing their argument (positions x inv_freq). An angle of position p is only
+  as exact as p: fp16's spacing is 0.0625 at 64-128 and 4 at 4096-8192 (and inv_freq
+  itself rounds by 5e-4 relative), so cos/sin go wrong long before the model's maximum
+  length. Only the cache values (in [-1, 1]) are cast to fp16, after Cos / Sin.
 
 Ops deliberately not blocked: LayerNormalization / SkipLayerNormalization /
 EmbedLayerNormalization and Attention / MultiHeadAttention. Their CUDA kernels take fp16
@@ -55,6 +60,88 @@ def _default_block_list() -> dict[str, str]:
 
 def block_list() -> dict[str, str]:
     return _default_block_list() | BLOCK_REASONS
+
+
+ROTARY_REASON = ("rotary angles (positions x inv_freq) and their Cos/Sin: positions above 2048 and angles above "
+                 "64 are not exact in fp16 (spacing 4 at 4096-8192), which turns cos/sin into noise at long sequences")
+# What builds a rotary angle, and which inputs carry it (the rest are shapes or axes).
+# Cast ends the walk: it turns the integer positions into floats.
+_ANGLE_INPUTS: dict[str, tuple[int, ...] | None] = {
+    "Mul": None, "MatMul": None, "Div": None, "Concat": None, "Constant": (), "Cast": (),
+    "Reshape": (0,), "Unsqueeze": (0,), "Squeeze": (0,), "Transpose": (0,), "Expand": (0,), "Identity": (0,),
+}
+
+
+def _declare_float_outputs(model, nodes) -> None:
+    """Give Cos / Sin outputs a float32 type where the graph has none: the converter casts a
+    blocked node's output to fp16 only when it knows the output is float (a fused
+    RotaryEmbedding needs its cos/sin cache in the same type as its input)."""
+    from onnx import TensorProto, helper
+
+    typed = {v.name for v in list(model.graph.value_info) + list(model.graph.output)}
+    for node in nodes:
+        if node.output[0] not in typed:
+            model.graph.value_info.append(helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None))
+
+
+def _drop_duplicate_nodes(model) -> None:
+    """Keep one of identical nodes. A float tensor read by two blocked nodes (the positions by
+    two rotary caches) gets one Cast to fp32 per reader, each with the same name and
+    output, which ONNX Runtime refuses as an invalid graph."""
+    seen: set[bytes] = set()
+    keep = []
+    for node in model.graph.node:
+        key = node.SerializeToString(deterministic=True)
+        if key not in seen:
+            seen.add(key)
+            keep.append(node)
+    if len(keep) < len(model.graph.node):
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+
+
+def _retype_fp32_initializers(model) -> None:
+    """The converter keeps an initializer read only by blocked nodes (inv_freq) in fp32 but
+    still declares it fp16 in value_info; onnx's shape inference then refuses the graph."""
+    dtypes = {t.name: t.data_type for t in model.graph.initializer}
+    for value in model.graph.value_info:
+        if value.name in dtypes and value.type.tensor_type.elem_type != dtypes[value.name]:
+            value.type.tensor_type.elem_type = dtypes[value.name]
+
+
+def rotary_angle_nodes(model) -> list[str]:
+    """Names of the Cos / Sin nodes (default domain) and every node their argument is built from.
+
+    Walks up from each Cos / Sin through ``_ANGLE_INPUTS`` and stops at anything else
+    (initializers, graph inputs, integer position arithmetic). Unnamed nodes on the way
+    are given a name, since the converter's node block list goes by name.
+    """
+    producer = {out: node for node in model.graph.node for out in node.output if out}
+    taken = {node.name for node in model.graph.node if node.name}
+    found: dict[int, object] = {}
+    stack = [n for n in model.graph.node if n.domain in ("", "ai.onnx") and n.op_type in ("Cos", "Sin")]
+    while stack:
+        node = stack.pop()
+        if id(node) in found:
+            continue
+        found[id(node)] = node
+        carried = _ANGLE_INPUTS.get(node.op_type, (0,))
+        inputs = node.input if carried is None else [node.input[i] for i in carried if i < len(node.input)]
+        for name in inputs:
+            parent = producer.get(name)
+            if parent is not None and parent.domain in ("", "ai.onnx") and parent.op_type in _ANGLE_INPUTS:
+                stack.append(parent)
+    _declare_float_outputs(model, [n for n in found.values() if n.op_type in ("Cos", "Sin")])
+    names = []
+    for node in found.values():
+        if not node.name:
+            index = 0
+            while f"rotary_angle_{node.op_type}_{index}" in taken:
+                index += 1
+            node.name = f"rotary_angle_{node.op_type}_{index}"
+            taken.add(node.name)
+        names.append(node.name)
+    return sorted(names)
 
 
 def overflow_scan(model, feeds_list: list[dict[str, np.ndarray]], limit: float) -> tuple[dict[str, float], list[str]]:
@@ -105,13 +192,16 @@ def to_fp16(model, feeds_list: list[dict[str, np.ndarray]], margin: float) -> tu
     present = Counter(n.op_type for n in model.graph.node)
     limit = FP16_MAX * margin
     hot, fills = overflow_scan(model, feeds_list, limit) if feeds_list else ({}, [])
+    rotary = rotary_angle_nodes(model)
     onnx_model = OnnxModel(model)
     onnx_model.convert_float_to_float16(
         keep_io_types=True,
         op_block_list=sorted(reasons),
-        node_block_list=sorted(hot),
+        node_block_list=sorted(set(hot) | set(rotary)),
     )
     converted = onnx_model.model
+    _drop_duplicate_nodes(converted)
+    _retype_fp32_initializers(converted)
     dtypes = Counter({1: "float32", 10: "float16"}.get(t.data_type, str(t.data_type)) for t in converted.graph.initializer)
     report = {
         "converter": "onnxruntime.transformers.onnx_model.OnnxModel.convert_float_to_float16",
@@ -128,6 +218,7 @@ def to_fp16(model, feeds_list: list[dict[str, np.ndarray]], margin: float) -> tu
             "blocked_nodes": hot,
             "mask_fill_nodes": fills,
         },
+        "rotary_angle_nodes": {"nodes": rotary, "why": ROTARY_REASON},
         "initializer_dtypes": dict(dtypes),
     }
     return converted, report

@@ -1,8 +1,7 @@
 """Every attention style of tests.fixtures.attention_styles fuses fully on the dynamo path.
 
-Counts per style (2 layers): one attention op per layer (ORT Attention with packed QKV,
-or MultiHeadAttention where the projections stay separate), two SkipLayerNormalization
-per layer, one GELU per layer, one EmbedLayerNormalization; parity with PyTorch at
+Counts per style (2 layers): one attention op per layer (ORT Attention with packed QKV),
+two SkipLayerNormalization per layer, one GELU per layer, one EmbedLayerNormalization; parity with PyTorch at
 fp32 <= 1e-4 over real tokens, with right and with left padding.
 """
 
@@ -20,8 +19,8 @@ pytestmark = pytest.mark.slow
 
 # Which fused attention op each style ends up with (all count as the Attention group).
 ATTENTION_OP = {
-    "build_transformer_encoder": "MultiHeadAttention",
-    "build_mha_layer": "MultiHeadAttention",
+    "build_transformer_encoder": "Attention",  # packed in_proj (rules/packed_in_proj.py)
+    "build_mha_layer": "Attention",
     "build_sdpa": "Attention",
     "build_handwritten": "Attention",
     "build_hf_bert_wrapper": "Attention",

@@ -73,9 +73,9 @@ def test_minilm_dynamo_fused_by_onnxscript(minilm_dynamo_opt):
     assert tools["onnxscript.rewriter.ort_fusions"]["settings"]["fold_constants"] is True
     # onnxforge's own rule (the rule table's first step) fused the embeddings.
     assert tools["onnxforge.optimize.rules.embed_layer_norm"]["fused"]["EmbedLayerNormalization"] == 1
-    assert [t["settings"].get("rule") for t in rec["fusion"]["tools"][:6]] == [
+    assert [t["settings"].get("rule") for t in rec["fusion"]["tools"][:8]] == [
         "embed_layer_norm", "attention_bias_merge", "rotary_embedding", "layer_norm_zero_beta", "ort_fusions",
-        "attention_packing"]
+        "attention_packing", "packed_in_proj", "sequence_first_out_proj"]
     assert rec["fusion"]["missing"] == {} and not rec["fusion"]["right_padding_required"]
     per_layer = rec["fusion"]["per_layer"]
     assert per_layer["reliable"] and per_layer["embeddings"]["fused"] == {"EmbedLayerNormalization": 1}

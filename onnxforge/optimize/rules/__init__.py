@@ -17,6 +17,10 @@ and is said here, once, with the reason:
 5. ort_fusions: onnxscript's maintained attention / skip-norm / GELU rules.
 6. attention_packing after ort_fusions: it packs the Q/K/V projections of the
    MultiHeadAttention nodes that (5) left unpacked into one Attention.
+7. packed_in_proj after ort_fusions: nn.MultiheadAttention's one in_proj, split by views
+   into the q, k, v of a MultiHeadAttention that (5) made, becomes one Attention.
+8. sequence_first_out_proj after packed_in_proj: the (sequence, batch) views around
+   out_proj of that Attention's batch-first output become one MatMul.
 
 ``CPU_KERNEL_CHOICES`` run after fusion on graphs built for the CPU provider only: they
 undo a fusion whose ORT CPU kernel is slower than the ops it replaced (measured, see
@@ -33,7 +37,7 @@ from typing import Callable
 import onnx_ir as ir
 
 from . import (attention_bias_merge, attention_packing, embed_layer_norm, layer_norm_zero_beta, ort_fusions,
-               rotary_embedding, skip_layer_norm_for_cpu)
+               packed_in_proj, rotary_embedding, sequence_first_out_proj, skip_layer_norm_for_cpu)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,12 @@ PIPELINE: tuple[FusionStep, ...] = (
                "onnxscript's attention, skip-norm and GELU rules"),
     FusionStep("attention_packing", "onnxforge.optimize.rules.attention_packing", attention_packing.apply,
                "after ort_fusions: packs the Q/K/V projections of unpacked MultiHeadAttention"),
+    FusionStep("packed_in_proj", "onnxforge.optimize.rules.packed_in_proj", packed_in_proj.apply,
+               "after ort_fusions: nn.MultiheadAttention's packed in_proj and its views around a "
+               "MultiHeadAttention become one Attention"),
+    FusionStep("sequence_first_out_proj", "onnxforge.optimize.rules.sequence_first_out_proj",
+               sequence_first_out_proj.apply,
+               "after packed_in_proj: out_proj's (sequence, batch) views around its batch-first output go"),
 )
 
 CPU_KERNEL_CHOICES: tuple[FusionStep, ...] = (
