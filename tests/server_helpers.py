@@ -46,10 +46,10 @@ class SlowRuntime:
         self.delay = delay
         self.calls = 0
 
-    def run(self, feeds):
+    def run(self, feeds, outputs=None):
         self.calls += 1
         time.sleep(self.delay)
-        return self._rt.run(feeds)
+        return self._rt.run(feeds, outputs)
 
     def __getattr__(self, name):
         return getattr(self._rt, name)

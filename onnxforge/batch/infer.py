@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..runtime.results import shape_results
+from ..runtime.engine import parallel_calls
+from ..runtime.results import needed_outputs, shape_results
 
 
 def run_groups(runtime, encodings: Sequence[Any], groups: list[np.ndarray], normalize: bool,
@@ -24,11 +25,14 @@ def run_groups(runtime, encodings: Sequence[Any], groups: list[np.ndarray], norm
     results: dict[str, Any] = {}
     truncated = 0
 
+    fetch = needed_outputs(runtime.spec)
+
     def call(group: np.ndarray):
         enc = runtime.pad([encodings[i] for i in group])
-        return group, int(enc.truncated.sum()), shape_results(runtime.spec, enc, runtime.run(enc.feeds), normalize=normalize)
+        return group, int(enc.truncated.sum()), shape_results(runtime.spec, enc, runtime.run(enc.feeds, fetch),
+                                                             normalize=normalize)
 
-    workers = min(int(getattr(runtime.engine, "parallel_calls", 1)), len(groups))
+    workers = min(parallel_calls(runtime.engine), len(groups))
     if workers > 1:
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="onnxforge-infer")
         done = pool.map(call, groups)

@@ -28,9 +28,9 @@ class Engine(Protocol):
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     input_types: dict[str, str]
-    # How many calls can usefully run at once from separate threads (OpenVINO's
-    # streams under a throughput hint; 1 where one call already uses every core).
-    parallel_calls: int
+    # Optional: ``parallel_calls``, how many calls can usefully run at once from separate
+    # threads (OpenVINO's streams under a throughput hint). Callers read it with
+    # ``parallel_calls(engine)``; an engine without it gets one call at a time.
 
     def run(self, feeds: dict[str, Any], outputs: Sequence[str] | None = None) -> dict[str, Any]:
         """Feeds by input name -> arrays by output name (``outputs``: these only, in order)."""
@@ -79,3 +79,8 @@ def openvino_precision(entry: dict[str, Any]) -> str | None:
     if entry.get("inference_precision"):
         return str(entry["inference_precision"])
     return "f32" if entry.get("precision", "fp32") == "fp32" else None
+
+
+def parallel_calls(engine: Engine) -> int:
+    """How many calls to keep in flight on ``engine`` (1 unless it says more)."""
+    return max(1, int(getattr(engine, "parallel_calls", 1)))

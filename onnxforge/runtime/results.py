@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..spec import ModelSpec
-from .pooling import classes, pooled, result_kind, token_output
+from .pooling import classes, embedding_plan, pooled, result_kind, token_output
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,17 @@ def result_columns(spec: ModelSpec) -> list[str]:
         return ["embedding"]
     if kind == "classification":
         return ["label", "score", "scores"]
+    return list(spec.output_names)
+
+
+def needed_outputs(spec: ModelSpec, *, token_vectors: bool = False) -> list[str]:
+    """The outputs ``shape_results`` reads: an embedding model with its own sentence output
+    needs only that one (fetching the token-level output too would copy a batch x
+    sequence x hidden array per call for nothing)."""
+    if result_kind(spec) == "embedding" and not token_vectors:
+        plan = embedding_plan(spec)
+        if plan is not None:
+            return [plan[0]]
     return list(spec.output_names)
 
 

@@ -261,10 +261,11 @@ class Runtime:
             prepared[name] = np.ascontiguousarray(feeds[name], dtype=self.input_dtypes[name])
         return prepared
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One engine call; outputs by name as float32 (fp16 graphs are widened)."""
-        outs = self.engine.run(self._prepare(feeds), self._output_names)
-        return {n: np.asarray(outs[n], dtype=np.float32) for n in self._output_names}
+    def run(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """One engine call; outputs (``outputs``: these only) by name as float32 (fp16 graphs are widened)."""
+        names = list(outputs) if outputs is not None else self._output_names
+        outs = self.engine.run(self._prepare(feeds), names)
+        return {n: np.asarray(outs[n], dtype=np.float32) for n in names}
 
     def predict(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Texts -> every graph output (token-level outputs keep their padding)."""

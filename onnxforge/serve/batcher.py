@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..runtime.results import shape_results
+from ..runtime.engine import parallel_calls
+from ..runtime.results import needed_outputs, shape_results
 from ..runtime.texts import length_groups
 from .options import ServeOptions
 from .protocol import HTTPError, dumps
@@ -71,7 +72,7 @@ class MicroBatcher:
         self._last_requests = 0
         self._count_lock = threading.Lock()
         # Batches run at once: one per OpenVINO stream under a throughput hint, else one.
-        self.parallel_calls = max(1, int(getattr(runtime.engine, "parallel_calls", 1)))
+        self.parallel_calls = parallel_calls(runtime.engine)
         self.accepting = False
 
     async def start(self) -> None:
@@ -217,9 +218,10 @@ class MicroBatcher:
             remaining = list(counts)
             rows: list[dict[str, Any]] = [{} for _ in texts]
             tokens = any(item.return_tokens for item in items)
+            fetch = needed_outputs(self.runtime.spec, token_vectors=tokens)
             for group in length_groups(lengths, self.options.max_batch, max_tokens=self.options.max_batch_tokens):
                 enc = self.runtime.pad([encodings[i] for i in group])
-                outputs = self.runtime.run(enc.feeds)
+                outputs = self.runtime.run(enc.feeds, fetch)
                 if self.metrics is not None:
                     self.metrics.observe_batch(len(group), padded_tokens(enc.lengths))
                 # Unnormalized: each request chooses normalize for itself (see _payload).

@@ -176,11 +176,11 @@ def test_interrupt_leaves_no_partial_output(tiny_artifact, tiny_runtime, tmp_pat
     calls = {"n": 0}
     real_run = runtime_module.Runtime.run
 
-    def run_then_interrupt(self, feeds):
+    def run_then_interrupt(self, feeds, outputs=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real_run(self, feeds)
+        return real_run(self, feeds, outputs)
 
     monkeypatch.setattr(runtime_module.Runtime, "run", run_then_interrupt)
     code, _, stderr = cli("batch", tiny_artifact, src, "--out", out, "--batch-size", "8", "--max-length", TINY_MAX_LENGTH)

@@ -10,10 +10,10 @@ class RecordingRuntime:
         self._rt = runtime
         self.calls: list[tuple[int, int]] = []
 
-    def run(self, feeds):
+    def run(self, feeds, outputs=None):
         ids = feeds["input_ids"]
         self.calls.append((int(ids.shape[0]), int(ids.shape[1])))
-        return self._rt.run(feeds)
+        return self._rt.run(feeds, outputs)
 
     def __getattr__(self, name):
         return getattr(self._rt, name)

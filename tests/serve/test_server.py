@@ -230,7 +230,7 @@ def test_serve_bad_port_exit_2(tiny_artifact, cli):
 
 
 class _BrokenRuntime(SlowRuntime):
-    def run(self, feeds):
+    def run(self, feeds, outputs=None):
         raise RuntimeError("the GPU fell off the bus")
 
 
