@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -40,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from harness.loadgen import _load  # noqa: E402  (bounded by a wall-clock limit below)
-from harness.proc import ONNXFORGE, env, free_port, server  # noqa: E402
+from harness.proc import ONNXFORGE, free_port, server  # noqa: E402
 
 INFINITY_REQUIREMENTS = ["infinity-emb[server,torch]==0.0.78", "transformers<5", "torch==2.13.0"]
 SERVED_NAME = "minilm"
@@ -146,7 +147,7 @@ def measure(label: str, cmd: list[str], port: int, ready: str, endpoints: dict[s
     os.environ.update(extra_env or {})
     result: dict[str, Any] = {"command": shown(cmd)}
     try:
-        with server(cmd, port, ready, log=work / f"{label.split()[0]}.log", boot_timeout=300) as (proc, boot_s):
+        with server(cmd, port, ready, log=work / (re.sub(r"[^A-Za-z0-9.]+", "-", label).strip("-") + ".log"), boot_timeout=300) as (proc, boot_s):
             result["boot_s"] = round(boot_s, 2)
             result["probe_vectors"] = vectors_of(post_json(f"http://127.0.0.1:{port}{probe[0]}", probe[1]))
             result["endpoints"] = {path: run_loads(proc.pid, port, path, payloads, loads, limit_s)
@@ -168,7 +169,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the same for the naive server (one request at a time: fewer, to stay bounded)")
     p.add_argument("--limit-s", type=float, default=120.0, help="wall-clock limit of one load (then it is reported unfinished)")
     p.add_argument("--servers", default="onnxforge,infinity,naive")
-    p.add_argument("--serve-args", default="", help="extra arguments for `onnxforge serve` (e.g. '--performance throughput')")
+    p.add_argument("--serve-args", action="append", default=None,
+                   help="extra arguments for `onnxforge serve` (e.g. '--performance throughput'); repeat it to race "
+                        "several onnxforge configurations in the one run (each a server of its own)")
     p.add_argument("--priority", type=int, default=None,
                    help="nice value for this script and every server it starts (all contenders alike); on a CPU "
                         "shared with other work a negative value (root) keeps the comparison from measuring who "
@@ -204,12 +207,14 @@ def main(argv=None) -> int:
     }
     probe_openai = ("/v1/embeddings", {"model": SERVED_NAME, "input": probe_texts})
     if "onnxforge" in wanted:
-        port = free_port()
-        cmd = ONNXFORGE + ["serve", str(args.artifact), "--host", "127.0.0.1", "--port", str(port),
-                           "--model-name", SERVED_NAME, *args.serve_args.split()]
-        results["servers"]["onnxforge"] = measure(
-            "onnxforge serve", cmd, port, "/ready", {"/v1/embeddings": openai_payloads, "/embed": embed_payloads},
-            ("/embed", {"texts": probe_texts}), loads, args.limit_s, args.work)
+        for extra in args.serve_args or [""]:
+            port = free_port()
+            cmd = ONNXFORGE + ["serve", str(args.artifact), "--host", "127.0.0.1", "--port", str(port),
+                               "--model-name", SERVED_NAME, *extra.split()]
+            label = "onnxforge" + (f" {extra.strip()}" if extra.strip() else "")
+            results["servers"][label] = measure(
+                label, cmd, port, "/ready", {"/v1/embeddings": openai_payloads, "/embed": embed_payloads},
+                ("/embed", {"texts": probe_texts}), loads, args.limit_s, args.work)
     if "infinity" in wanted:
         venv = infinity_venv(args.venvs)
         port = free_port()
@@ -236,7 +241,7 @@ def main(argv=None) -> int:
 
 def report(results: dict[str, Any]) -> None:
     servers = results["servers"]
-    ref = servers.get("onnxforge", {}).get("probe_vectors")
+    ref = next((r.get("probe_vectors") for n, r in servers.items() if n.startswith("onnxforge") and "error" not in r), None)
     rows = []
     for name, r in servers.items():
         if "error" in r:
@@ -256,16 +261,19 @@ def report(results: dict[str, Any]) -> None:
             continue
         print(f"{name:22} {path:15} {run['concurrency']:>4} {run['requests_per_s']:8.1f} {run['p50_ms']:8.1f} "
               f"{run['p99_ms']:8.1f} {run['errors']:>6} {run['server_cpu_ms_per_request']:10.1f} {cos:8.5f}")
-    ours = {run["concurrency"]: run for n, p, run, _ in rows if n == "onnxforge" and p == "/v1/embeddings" and "error" not in run}
     peer = {run["concurrency"]: run for n, p, run, _ in rows if n.startswith("infinity") and "error" not in run}
     ratios = {}
-    for c in sorted(set(ours) & set(peer)):
-        ratios[c] = {"throughput_x": ours[c]["requests_per_s"] / peer[c]["requests_per_s"],
-                     "p99_fraction": ours[c]["p99_ms"] / peer[c]["p99_ms"],
-                     "cpu_per_request_fraction": ours[c]["server_cpu_ms_per_request"] / peer[c]["server_cpu_ms_per_request"]}
-        print(f"concurrency {c}: onnxforge /v1/embeddings {ratios[c]['throughput_x']:.2f}x infinity-emb's requests/s, "
-              f"p99 {ratios[c]['p99_fraction']:.2f} of infinity-emb's, "
-              f"CPU per request {ratios[c]['cpu_per_request_fraction']:.2f} of infinity-emb's")
+    for label in [n for n in servers if n.startswith("onnxforge")]:
+        ours = {run["concurrency"]: run for n, p, run, _ in rows
+                if n == label and p == "/v1/embeddings" and "error" not in run}
+        for c in sorted(set(ours) & set(peer)):
+            r = {"throughput_x": ours[c]["requests_per_s"] / peer[c]["requests_per_s"],
+                 "p99_fraction": ours[c]["p99_ms"] / peer[c]["p99_ms"],
+                 "cpu_per_request_fraction": ours[c]["server_cpu_ms_per_request"] / peer[c]["server_cpu_ms_per_request"]}
+            ratios.setdefault(label, {})[c] = r
+            print(f"concurrency {c}: {label} /v1/embeddings {r['throughput_x']:.2f}x infinity-emb's requests/s, "
+                  f"p99 {r['p99_fraction']:.2f} of infinity-emb's, CPU per request {r['cpu_per_request_fraction']:.2f} "
+                  "of infinity-emb's")
     results["ratios_vs_infinity"] = ratios
     for r in servers.values():
         r.pop("probe_vectors", None)  # compared above; the vectors themselves would only bloat the file

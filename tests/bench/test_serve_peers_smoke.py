@@ -22,11 +22,12 @@ def test_bench_serve_peers_runs_end_to_end(tiny_artifact, tmp_path):
     out = tmp_path / "peers.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_serve_peers.py"), "--artifact", str(art),
            "--servers", "onnxforge,naive", "--loads", "1:4,4:8", "--naive-loads", "1:3", "--work", str(tmp_path / "work"),
-           "--out", str(out)]
+           "--out", str(out), "--serve-args=", "--serve-args=--performance throughput"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
     ours, naive = results["servers"]["onnxforge"], results["servers"]["naive"]
+    assert "error" not in results["servers"]["onnxforge --performance throughput"]
     assert set(ours["endpoints"]) == {"/v1/embeddings", "/embed"} and set(naive["endpoints"]) == {"/embed"}
     for server in (ours, naive):
         assert server["min_cosine_vs_onnxforge_embed"] > 0.9999
