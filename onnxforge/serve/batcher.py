@@ -73,6 +73,7 @@ class MicroBatcher:
         self._count_lock = threading.Lock()
         # Batches run at once: one per OpenVINO stream under a throughput hint, else one.
         self.parallel_calls = parallel_calls(runtime.engine)
+        self._busy = 0  # batches in flight (the batcher task's own count; the event loop is its only writer)
         self.accepting = False
 
     async def start(self) -> None:
@@ -126,14 +127,19 @@ class MicroBatcher:
             return self._queue.get_nowait()
         return await asyncio.wait_for(self._queue.get(), timeout)
 
-    async def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
+    async def _gather(self, first: _Item, free_slots: int = 1) -> tuple[list[_Item], bool]:
         items, count, tokens, stop = [first], len(first.texts), first.tokens, False
+        # With several calls free (OpenVINO streams), share what is waiting between them
+        # instead of giving it all to one stream while the others idle.
+        limit = self.options.max_batch
+        if free_slots > 1:
+            limit = min(limit, max(1, -(-self.pending_texts // free_slots)))
         loop = asyncio.get_running_loop()
         # Wait for stragglers only when clients are evidently concurrent (the last batch
         # held several requests, or more are queued): a lone client never waits.
         concurrent = self._last_requests > 1 or not self._queue.empty()
         deadline = loop.time() + self.options.max_wait_ms / 1e3 if concurrent else 0.0
-        while count < self.options.max_batch:
+        while count < limit:
             try:
                 item = await self._next(max(deadline - loop.time(), 0.0))
             except (asyncio.QueueEmpty, asyncio.TimeoutError):
@@ -161,26 +167,31 @@ class MicroBatcher:
                 # A free slot first, then gather: requests that arrive while every slot is
                 # busy form the next batch (with one slot: run, gather, run, ...).
                 await slots.acquire()
+                self._busy += 1
                 # Once stopping, nothing new arrives (submit refuses): take what is left without blocking.
                 first = await self._next(0.0 if stopping else None)
                 if first is _STOP:
-                    slots.release()
+                    self._release(slots)
                     stopping = True
                     continue
-                items, saw_stop = await self._gather(first)
+                items, saw_stop = await self._gather(first, self.parallel_calls - self._busy + 1)
                 stopping = stopping or saw_stop
                 self.pending_texts -= sum(len(i.texts) for i in items)
                 self._last_requests = len(items)
                 live = [i for i in items if not i.future.done()]  # clients that went away cost nothing
                 if not live:
-                    slots.release()
+                    self._release(slots)
                     continue
                 task = asyncio.create_task(self._dispatch(loop, live))
                 in_flight.add(task)
-                task.add_done_callback(lambda t: (in_flight.discard(t), slots.release()))
+                task.add_done_callback(lambda t: (in_flight.discard(t), self._release(slots)))
         finally:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
+
+    def _release(self, slots: asyncio.Semaphore) -> None:
+        self._busy -= 1
+        slots.release()
 
     async def _dispatch(self, loop, live: list[_Item]) -> None:
         # Each request is answered as soon as its own texts have run (see _process).

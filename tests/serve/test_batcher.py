@@ -131,3 +131,23 @@ def test_an_engine_with_two_streams_gets_two_batches_in_flight(tiny_runtime):
     assert batcher.batches >= 4 and batcher.batched_texts == 16
     got = np.asarray([orjson.loads(b)["embeddings"][0] for b in bodies])
     np.testing.assert_allclose(got, tiny_runtime.embed(texts), atol=1e-5)
+
+
+def test_waiting_requests_are_shared_between_free_streams(tiny_runtime):
+    """16 requests waiting and two free calls: each call gets half, not one call all 16
+    while the other stream idles."""
+    from onnxforge.data import sample_texts
+
+    runtime = TwoAtOnce(tiny_runtime)
+    batcher = MicroBatcher(runtime, ServeOptions(max_batch=32, max_wait_ms=1))
+    sizes: list[int] = []
+    real_process = batcher._process
+
+    def process(items, deliver=None):
+        sizes.append(sum(len(i.texts) for i in items))
+        return real_process(items, deliver)
+
+    batcher._process = process
+    bodies = submit_each(batcher, tiny_runtime, sample_texts(16, offset=40))
+    assert len(bodies) == 16 and sorted(sizes) == [8, 8], sizes
+    assert runtime.most == 2
