@@ -67,3 +67,16 @@ def parity_vs_torch(folder: Path, variant: str, *, texts: list[str] | None = Non
             d = masked_max_abs(expected[name], actual[name], feeds.get("attention_mask"))
             worst[name] = max(worst.get(name, 0.0), d)
     return worst
+
+
+def apply_rule(model, rule):
+    """One rule module's ``apply`` on an ONNX proto, as the optimize pipeline runs it (shape
+    inference first, unused nodes dropped after): (the rewritten proto, rewrites made)."""
+    import onnx_ir as ir
+    import onnx_ir.passes.common as common_passes
+
+    ir_model = ir.from_proto(model)
+    common_passes.ShapeInferencePass()(ir_model)
+    count = rule.apply(ir_model)
+    common_passes.RemoveUnusedNodesPass()(ir_model)
+    return ir.to_proto(ir_model), count

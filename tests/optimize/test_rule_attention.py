@@ -12,6 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .helpers import apply_rule
+
 HIDDEN, HEADS = 16, 2
 
 
@@ -22,17 +24,6 @@ def _model(nodes, inputs, inits, outputs=("out",)):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)])
     model.ir_version = 9
     return onnx.shape_inference.infer_shapes(model)
-
-
-def _apply(model, module):
-    import onnx_ir as ir
-    import onnx_ir.passes.common as common_passes
-
-    ir_model = ir.from_proto(model)
-    common_passes.ShapeInferencePass()(ir_model)
-    count = module.apply(ir_model)
-    common_passes.RemoveUnusedNodesPass()(ir_model)
-    return ir.to_proto(ir_model), count
 
 
 def _run(model, feeds):
@@ -63,7 +54,7 @@ def test_self_attention_is_packed_with_parity():
     from onnxforge.optimize.rules import attention_packing
 
     model = _mha(cross=False)
-    packed, count = _apply(model, attention_packing)
+    packed, count = apply_rule(model, attention_packing)
     assert count == 1
     ops = [n.op_type for n in packed.graph.node]
     assert ops == ["Attention"], ops
@@ -76,7 +67,7 @@ def test_self_attention_is_packed_with_parity():
 def test_cross_attention_is_not_packed():
     from onnxforge.optimize.rules import attention_packing
 
-    _, count = _apply(_mha(cross=True), attention_packing)
+    _, count = apply_rule(_mha(cross=True), attention_packing)
     assert count == 0
 
 
@@ -100,7 +91,7 @@ def test_two_biases_become_one_with_parity():
     from onnxforge.optimize.rules import attention_bias_merge
 
     model = _scores_softmax(from_matmul=True)
-    merged, count = _apply(model, attention_bias_merge)
+    merged, count = apply_rule(model, attention_bias_merge)
     assert count == 1
     softmax = next(n for n in merged.graph.node if n.op_type == "Softmax")
     add = next(n for n in merged.graph.node if softmax.input[0] in n.output)
@@ -116,5 +107,5 @@ def test_two_biases_become_one_with_parity():
 def test_softmax_not_over_attention_scores_is_left_alone():
     from onnxforge.optimize.rules import attention_bias_merge
 
-    _, count = _apply(_scores_softmax(from_matmul=False), attention_bias_merge)
+    _, count = apply_rule(_scores_softmax(from_matmul=False), attention_bias_merge)
     assert count == 0

@@ -12,6 +12,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from .helpers import apply_rule
+
 VOCAB, POSITIONS, HIDDEN = 50, 16, 8
 
 
@@ -67,16 +69,9 @@ def _graph(*, segment: str | None = "input", positions: str = "arange", segment_
 
 
 def _fuse(model):
-    import onnx_ir as ir
-    import onnx_ir.passes.common as common_passes
-
     from onnxforge.optimize.rules import embed_layer_norm
 
-    ir_model = ir.from_proto(model)
-    common_passes.ShapeInferencePass()(ir_model)
-    count = embed_layer_norm.apply(ir_model)
-    common_passes.RemoveUnusedNodesPass()(ir_model)
-    return ir.to_proto(ir_model), count
+    return apply_rule(model, embed_layer_norm)
 
 
 def _ops(model):

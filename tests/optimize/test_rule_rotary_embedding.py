@@ -16,6 +16,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from .helpers import apply_rule
+
 HEADS, HEAD = 2, 8
 HALF = HEAD // 2
 
@@ -68,16 +70,9 @@ def _graph(*, negate: bool = True, first_start: int = 0, batch_positions: bool =
 
 
 def _fuse(model):
-    import onnx_ir as ir
-    import onnx_ir.passes.common as common_passes
-
     from onnxforge.optimize.rules import rotary_embedding
 
-    ir_model = ir.from_proto(model)
-    common_passes.ShapeInferencePass()(ir_model)
-    count = rotary_embedding.apply(ir_model)
-    common_passes.RemoveUnusedNodesPass()(ir_model)
-    return ir.to_proto(ir_model), count
+    return apply_rule(model, rotary_embedding)
 
 
 def _run(model, x):
