@@ -25,11 +25,18 @@ START_TIMEOUT_S = 180  # torch import and model load on a busy 2-core machine
 EXIT_TIMEOUT_S = 60
 
 
+def _ctrl_c_as_a_terminal_sends_it() -> None:
+    """In the child: SIGINT back to its default. A shell that starts jobs in the background
+    (nohup, `&` in a script) leaves SIGINT ignored, and a Python started so never raises
+    KeyboardInterrupt; the test is about the command's handling, not its launcher's."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_and_signal(args, ready, sig, tmp_path: Path, slow: str = "") -> tuple[int, str]:
     """Start the CLI, wait until ``ready()``, send ``sig``; returns (exit code, stderr)."""
     out, err = open(tmp_path / "stdout.log", "w"), open(tmp_path / "stderr.log", "w")
     proc = subprocess.Popen(cli_command(*args), cwd=ROOT, stdout=out, stderr=err,
-                            env=cli_env(ONNXFORGE_TEST_SLOW=slow))
+                            env=cli_env(ONNXFORGE_TEST_SLOW=slow), preexec_fn=_ctrl_c_as_a_terminal_sends_it)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready():
@@ -219,9 +226,14 @@ def test_an_interrupt_between_the_two_renames_waits_for_the_second(tmp_path, mon
             time.sleep(0.05)  # a signal not held would raise KeyboardInterrupt here
 
     monkeypatch.setattr(artifact_module.os, "replace", replace_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        with artifact_module.staged_directory(out, force=True) as stage:
-            (stage / "model.onnx").write_text("new")
+    # Python's own Ctrl-C handler, even when this test process was started with SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with artifact_module.staged_directory(out, force=True) as stage:
+                (stage / "model.onnx").write_text("new")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
     assert (out / "model.onnx").read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["art"]
