@@ -26,6 +26,7 @@ from ..vocab import CONCRETE_DEVICES, VARIANTS, resolve_device
 from .checks import check_graph_inputs, check_tokenizer_against_model
 from .engine import Engine, open_engine, openvino_precision, variant_engine
 from .pooling import classes, pooled, result_kind
+from .results import needed_outputs
 from .texts import check_texts
 
 
@@ -279,7 +280,7 @@ class Runtime:
     def embed(self, texts: Sequence[str], *, normalize: bool = True) -> np.ndarray:
         """Texts -> (len(texts), hidden) sentence embeddings, mean-pooled, L2-normalized by default."""
         enc = self.encode_batch(texts)
-        return self.pooled(self.run(enc.feeds), enc.mask, normalize=normalize)
+        return self.pooled(self.run(enc.feeds, needed_outputs(self.spec)), enc.mask, normalize=normalize)
 
     def classes(self, outputs: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(label per text, its probability, all probabilities) from sequence-classification logits."""
