@@ -17,6 +17,24 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def pytest_collection_modifyitems(config, items):
+    _group_by_file(items)
+    _skip_cuda_without_gpu(items)
+
+
+def _group_by_file(items) -> None:
+    """Under pytest-xdist (``--dist loadgroup``, see pyproject) a file runs whole on one
+    worker, so its module fixtures are built once; a file may name a wider group
+    (``xdist_group``) to share an expensive session fixture with other files."""
+    named = {id(item) for item in items if item.get_closest_marker("xdist_group") is not None}
+    for item in items:
+        if id(item) not in named:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    # Longest first, so no long group starts last while the other worker idles: the
+    # named groups (an expensive shared build), then the files marked slow.
+    items.sort(key=lambda item: 0 if id(item) in named else 1 if item.get_closest_marker("slow") else 2)
+
+
+def _skip_cuda_without_gpu(items) -> None:
     from onnxforge.runners import cuda_unavailable_reason
 
     reason = None

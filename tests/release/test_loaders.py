@@ -21,7 +21,9 @@ import pytest
 
 from onnxforge.release.card import EXAMPLE_TEXTS, python_block
 
-pytestmark = pytest.mark.slow  # one real MiniLM build (about 2 minutes on 2 cores)
+# One real MiniLM build (about 2 minutes on 2 cores), shared with the other file that
+# reads it: under xdist both files run on the worker that built it.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("minilm_build")]
 
 OPTIMUM_MISSING = ("optimum-onnx is not installed (its releases require transformers<4.58, onnxforge needs "
                    "transformers 5: installing it would downgrade transformers)")

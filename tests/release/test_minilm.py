@@ -8,7 +8,9 @@ import pytest
 
 from onnxforge.artifact import Artifact, sha256_file
 
-pytestmark = pytest.mark.slow  # one real MiniLM build (about 2 minutes on 2 cores)
+# One real MiniLM build (about 2 minutes on 2 cores), shared with the other file that
+# reads it: under xdist both files run on the worker that built it.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("minilm_build")]
 
 def _cpu_has_bf16() -> bool:
     from onnxforge.runtime.openvino import cpu_has_bf16
