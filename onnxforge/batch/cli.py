@@ -40,7 +40,7 @@ def batch_command(
     threads: Threads = None,
     engine: Engine = "local",
     runtime_engine: RuntimeEngine = None,
-    prompt_name: Annotated[str | None, typer.Option("--prompt-name", help="The model's prompt to put in front of every text (sentence-transformers' prompt_name; default: the model's default prompt, if any).")] = None,
+    prompt_name: Annotated[str | None, typer.Option("--prompt-name", help="The model's prompt to put in front of every text (sentence-transformers' prompt_name; default: the model's default prompt, if any; \"\" for none).")] = None,
     ray_address: RayAddress = None,
     actors: Actors = None,
     gpus_per_actor: GpusPerActor = 0.0,

@@ -21,14 +21,52 @@ def model_prompts(artifact: Any) -> tuple[dict[str, str], str | None]:
     return prompts, (default if default in prompts else None)
 
 
-def prompt_prefix(artifact: Any, prompt_name: str | None) -> str:
-    """The text put in front of every input: ``prompt_name``'s prompt, else the default one, else ""."""
-    prompts, default = model_prompts(artifact)
+# ``--prompt-name ""`` / ``"prompt_name": ""``: no prompt, even where the model has a
+# default one (sentence-transformers' ``encode(prompt="")``).
+NO_PROMPT = ""
+
+
+class PromptProblem(UserInputError):
+    """A prompt that cannot be applied: ``kind`` is unknown_prompt or prompt_not_pooled."""
+
+    def __init__(self, kind: str, message: str, *, hint: str):
+        super().__init__(message, hint=hint)
+        self.kind = kind
+
+
+def pools_prompt(artifact: Any) -> bool:
+    """False when the model's Pooling leaves the prompt's tokens out (``include_prompt: false``)."""
+    pipeline = (getattr(artifact, "manifest", None) or {}).get("pipeline") or {}
+    return bool(pipeline.get("include_prompt", True))
+
+
+def choose_prefix(prompts: dict[str, str], default: str | None, prompt_name: str | None, *,
+                  prompt_pooled: bool = True) -> str:
+    """The text put in front of every input: ``prompt_name``'s prompt, else the default one, else "".
+
+    A model whose Pooling excludes the prompt's tokens (``include_prompt: false``) pools
+    over fewer tokens than it sees; the exported graph pools over every token, so such
+    a prompt is refused rather than embedded differently from sentence-transformers.
+    """
     name = prompt_name if prompt_name is not None else default
-    if name is None:
+    if name is None or name == NO_PROMPT:
         return ""
     if name not in prompts:
         known = ", ".join(sorted(prompts)) or "none"
-        raise UserInputError(f"--prompt-name {name} is not one of this model's prompts ({known})",
-                             hint="leave it out (the model's default prompt, if any, is used) or pick one of those")
-    return prompts[name]
+        raise PromptProblem("unknown_prompt", f"prompt name {name!r} is not one of this model's prompts ({known})",
+                            hint="leave it out (the model's default prompt, if any, is used), name one of those, "
+                                 "or pass an empty name for no prompt")
+    prefix = prompts[name]
+    if prefix and not prompt_pooled:
+        raise PromptProblem(
+            "prompt_not_pooled",
+            f"prompt {name!r} cannot be applied faithfully: this model's Pooling leaves the prompt's tokens out "
+            "(include_prompt: false), and the exported graph pools over every token it is given",
+            hint="pass an empty prompt name to embed the texts without a prompt")
+    return prefix
+
+
+def prompt_prefix(artifact: Any, prompt_name: str | None) -> str:
+    """``choose_prefix`` for an artifact's own prompts (batch's ``--prompt-name``)."""
+    prompts, default = model_prompts(artifact)
+    return choose_prefix(prompts, default, prompt_name, prompt_pooled=pools_prompt(artifact))

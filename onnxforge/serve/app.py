@@ -52,7 +52,7 @@ def create_app(runtime, options: ServeOptions = ServeOptions()):
     metrics = ServeMetrics(model_info(runtime, served_name), lambda: batcher.pending_texts)
     batcher.metrics = metrics
     started = time.time()
-    prompts, default_prompt = intake.model_prompts(runtime)
+    prompts, default_prompt, prompt_pooled = intake.model_prompts(runtime)
 
     def error_body(path: str, status: int, kind: str, message: str, param: str | None = None) -> bytes:
         if path.startswith("/v1/"):
@@ -102,7 +102,7 @@ def create_app(runtime, options: ServeOptions = ServeOptions()):
                             f"this {runtime.spec.task} model gives no sentence embeddings; use POST /predict")
         body = await read_body(request, options.max_body_bytes, options.body_timeout_s)
         req = parse_request(body, options, EmbedRequest if want == "embed" else PredictRequest)
-        texts = intake.with_prompt(req.texts, getattr(req, "prompt_name", None), prompts, default_prompt)
+        texts = intake.with_prompt(req.texts, getattr(req, "prompt_name", None), prompts, default_prompt, prompt_pooled)
         encodings = await intake.tokenize(runtime, texts, truncate=req.truncate)
         payload = await batcher.submit(texts, req.normalize, req.return_tokens, encodings=encodings,
                                        dimensions=getattr(req, "dimensions", None))
@@ -139,7 +139,7 @@ def create_app(runtime, options: ServeOptions = ServeOptions()):
         req = openai_api.parse_embeddings_request(intake.load_json(body, '{"model": "...", "input": "text"}'),
                                                   served_name)
         intake.check_sizes(req.texts, options.max_texts_per_request, options.max_chars_per_text, field="input")
-        texts = intake.with_prompt(req.texts, None, prompts, default_prompt)
+        texts = intake.with_prompt(req.texts, None, prompts, default_prompt, prompt_pooled)
         encodings = await intake.tokenize(runtime, texts, truncate=req.truncate, field="input")
         payload = await batcher.submit(texts, True, False, encodings=encodings, render=render_openai(req))
         return Response(payload, media_type="application/json")

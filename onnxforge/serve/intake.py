@@ -61,26 +61,27 @@ def check_sizes(texts: Sequence[str], max_texts: int, max_chars: int, *, field: 
         raise RequestProblem(422, "invalid_texts", e.message, param=field) from None
 
 
-def model_prompts(runtime) -> tuple[dict[str, str], str | None]:
-    """The model's own prompts and default prompt name (see runtime.prompts)."""
-    from ..runtime.prompts import model_prompts as recorded
+def model_prompts(runtime) -> tuple[dict[str, str], str | None, bool]:
+    """The model's own prompts, default prompt name, and whether its pooling keeps the
+    prompt's tokens (see runtime.prompts)."""
+    from ..runtime.prompts import model_prompts as recorded, pools_prompt
 
-    return recorded(getattr(runtime, "artifact", None))
+    artifact = getattr(runtime, "artifact", None)
+    return (*recorded(artifact), pools_prompt(artifact))
 
 
 def with_prompt(texts: list[str], prompt_name: str | None, prompts: dict[str, str],
-                default: str | None = None) -> list[str]:
+                default: str | None = None, prompt_pooled: bool = True) -> list[str]:
     """Texts with the model's named prompt in front (sentence-transformers' ``prompt_name``;
-    without one, the model's ``default_prompt_name`` as ``SentenceTransformer.encode`` does)."""
-    prompt_name = prompt_name if prompt_name is not None else default
-    if prompt_name is None:
-        return texts
-    if prompt_name not in prompts:
-        known = ", ".join(sorted(prompts)) or "none"
-        raise RequestProblem(422, "unknown_prompt", f"prompt_name {prompt_name!r} is not one of this model's prompts ({known})",
-                             param="prompt_name")
-    prefix = prompts[prompt_name]
-    return [prefix + t for t in texts]
+    without one, the model's ``default_prompt_name`` as ``SentenceTransformer.encode`` does;
+    an empty name: no prompt). A prompt that cannot be applied is a 422."""
+    from ..runtime.prompts import PromptProblem, choose_prefix
+
+    try:
+        prefix = choose_prefix(prompts, default, prompt_name, prompt_pooled=prompt_pooled)
+    except PromptProblem as e:
+        raise RequestProblem(422, e.kind, f"{e.message}; {e.hint}", param="prompt_name") from None
+    return [prefix + t for t in texts] if prefix else texts
 
 
 async def tokenize(runtime, texts: list[str], *, truncate: bool, field: str = "texts", executor=None) -> list:

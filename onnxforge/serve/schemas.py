@@ -39,7 +39,8 @@ class EmbedRequest(TextsRequest):
     normalize: bool = Field(True, description="L2-normalize each embedding (after `dimensions`).")
     dimensions: int | None = Field(None, ge=1, description="Keep the first N dimensions (Matryoshka-style).")
     prompt_name: str | None = Field(None, description="A prompt the model was trained with (see GET /health), "
-                                                      "prepended to every text.")
+                                                      "prepended to every text; the model's default prompt, if any, "
+                                                      "when left out; \"\" for no prompt.")
 
 
 class PredictRequest(TextsRequest):

@@ -164,6 +164,6 @@ def test_batch_unknown_prompt_is_exit_2_and_writes_nothing(sentence_artifact, tm
     _, art, case = sentence_artifact
     if case != "mean":
         pytest.skip("one pooling case is enough for prompts")
-    with pytest.raises(UserInputError, match="passage is not one of this model's prompts \\(.*query"):
+    with pytest.raises(UserInputError, match="'passage' is not one of this model's prompts \\(.*query"):
         _batch_embeddings(art, tmp_path, prompt_name="passage")
     assert not (tmp_path / "out.csv").exists()

@@ -244,3 +244,34 @@ def test_the_models_own_prompts(tiny_artifact, copy_artifact):
         np.testing.assert_allclose([d["embedding"] for d in openai_rows], default["embeddings"], atol=1e-6)
         r = httpx.post(f"{url}/embed", json={"texts": texts, "prompt_name": "nope"})
         assert r.status_code == 422 and "query" in r.json()["error"]["message"]
+        # An empty name: no prompt at all, the default one included.
+        bare = _embed(url, texts, prompt_name="")
+        np.testing.assert_allclose(bare["embeddings"], runtime.embed(texts), atol=1e-5)
+
+
+def test_a_prompt_the_pooling_leaves_out_is_refused(tiny_artifact, copy_artifact):
+    """include_prompt: false (the prompt's tokens are not pooled) is not what the graph does:
+    a prompt, named or default, is a 422 saying so; an empty name embeds without one."""
+    import json
+
+    from onnxforge.runtime import Runtime
+
+    from tests.runtime_helpers import TINY_MAX_LENGTH
+
+    art = copy_artifact(tiny_artifact)
+    manifest = json.loads((art / "onnxforge.json").read_text())
+    manifest["pipeline"] = {"kind": "sentence-transformers", "prompts": {"query": "query: "},
+                            "default_prompt_name": "query", "include_prompt": False}
+    (art / "onnxforge.json").write_text(json.dumps(manifest))
+    runtime = Runtime.load(art, max_length=TINY_MAX_LENGTH)
+    texts = ["what is debian"]
+    with live_server(runtime, ServeOptions(port=0, model_name=NAME)) as (url, _, _app):
+        for body in ({"texts": texts}, {"texts": texts, "prompt_name": "query"}):
+            r = httpx.post(f"{url}/embed", json=body)
+            assert r.status_code == 422, r.text
+            error = r.json()["error"]
+            assert error["type"] == "prompt_not_pooled" and "include_prompt: false" in error["message"]
+        r = httpx.post(f"{url}/v1/embeddings", json={"model": NAME, "input": texts})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "prompt_not_pooled", r.text
+        bare = _embed(url, texts, prompt_name="")
+        np.testing.assert_allclose(bare["embeddings"], runtime.embed(texts), atol=1e-5)
