@@ -130,6 +130,19 @@ def _port_name(port) -> str:
     return port.get_any_name() if names else str(port.get_index())
 
 
+def _init_numpy_bridge() -> None:
+    """Make OpenVINO's first numpy conversion here, on the loading thread.
+
+    pybind11 sets up its numpy API on first use behind a call_once; two inference
+    threads making their first call at the same moment can deadlock there (seen once:
+    a batch job's two stream threads waited forever in that call_once on their first
+    calls). After one conversion the call_once is never entered again.
+    """
+    import numpy as np
+
+    require_openvino().Tensor(np.zeros(1, dtype=np.float32))
+
+
 class OpenVINOEngine:
     """A compiled OpenVINO model on the CPU. Build it with ``OpenVINOEngine.open``.
 
@@ -151,6 +164,8 @@ class OpenVINOEngine:
                             for p in compiled.inputs}
         self._ports = {_port_name(p): p for p in compiled.outputs}
         self._local = threading.local()
+        _init_numpy_bridge()
+
 
     @classmethod
     def open(cls, path: Path, device: str = "cpu", *, options: OpenVINOOptions | None = None,
