@@ -139,7 +139,8 @@ def create_app(runtime, options: ServeOptions = ServeOptions()):
         req = openai_api.parse_embeddings_request(intake.load_json(body, '{"model": "...", "input": "text"}'),
                                                   served_name)
         intake.check_sizes(req.texts, options.max_texts_per_request, options.max_chars_per_text, field="input")
-        texts = intake.with_prompt(req.texts, None, prompts, default_prompt, prompt_pooled)
+        texts = intake.with_prompt(req.texts, None, prompts, default_prompt, prompt_pooled,
+                                   hint='this route always applies the default prompt: use POST /embed with "prompt_name": ""')
         encodings = await intake.tokenize(runtime, texts, truncate=req.truncate, field="input")
         payload = await batcher.submit(texts, True, False, encodings=encodings, render=render_openai(req))
         return Response(payload, media_type="application/json")

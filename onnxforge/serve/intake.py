@@ -71,16 +71,17 @@ def model_prompts(runtime) -> tuple[dict[str, str], str | None, bool]:
 
 
 def with_prompt(texts: list[str], prompt_name: str | None, prompts: dict[str, str],
-                default: str | None = None, prompt_pooled: bool = True) -> list[str]:
+                default: str | None = None, prompt_pooled: bool = True, hint: str | None = None) -> list[str]:
     """Texts with the model's named prompt in front (sentence-transformers' ``prompt_name``;
     without one, the model's ``default_prompt_name`` as ``SentenceTransformer.encode`` does;
-    an empty name: no prompt). A prompt that cannot be applied is a 422."""
+    an empty name: no prompt). A prompt that cannot be applied is a 422 (``hint``: the
+    route's own way out, where the usual one does not apply)."""
     from ..runtime.prompts import PromptProblem, choose_prefix
 
     try:
         prefix = choose_prefix(prompts, default, prompt_name, prompt_pooled=prompt_pooled)
     except PromptProblem as e:
-        raise RequestProblem(422, e.kind, f"{e.message}; {e.hint}", param="prompt_name") from None
+        raise RequestProblem(422, e.kind, f"{e.message}; {hint or e.hint}", param="prompt_name") from None
     return [prefix + t for t in texts] if prefix else texts
 
 

@@ -273,5 +273,6 @@ def test_a_prompt_the_pooling_leaves_out_is_refused(tiny_artifact, copy_artifact
             assert error["type"] == "prompt_not_pooled" and "include_prompt: false" in error["message"]
         r = httpx.post(f"{url}/v1/embeddings", json={"model": NAME, "input": texts})
         assert r.status_code == 422 and r.json()["error"]["code"] == "prompt_not_pooled", r.text
+        assert "POST /embed" in r.json()["error"]["message"]
         bare = _embed(url, texts, prompt_name="")
         np.testing.assert_allclose(bare["embeddings"], runtime.embed(texts), atol=1e-5)
