@@ -166,7 +166,6 @@ class OpenVINOEngine:
         self._local = threading.local()
         _init_numpy_bridge()
 
-
     @classmethod
     def open(cls, path: Path, device: str = "cpu", *, options: OpenVINOOptions | None = None,
              **hints: Any) -> "OpenVINOEngine":
