@@ -160,7 +160,7 @@ def _walk(root: Path) -> tuple[list[str], list[str]]:
 
 
 def _verify_folder(root: Path, report: VerifyReport, options: VerifyOptions, say, display_root: str | None = None) -> None:
-    from .seal import check_seal
+    from .seal import SEAL_FIELD, check_seal
 
     mpath = root / MANIFEST_NAME
     if not mpath.is_file() or mpath.is_symlink():
@@ -174,7 +174,9 @@ def _verify_folder(root: Path, report: VerifyReport, options: VerifyOptions, say
     except (ValueError, UnicodeDecodeError) as e:
         report.add("manifest", MANIFEST_NAME, False, f"not a readable manifest ({str(e)[:200]})")
         return
-    is_package = isinstance(manifest.get("package"), dict)
+    # A package's seal marks it as one even when its "package" key was damaged: else a
+    # package changed in that one key would pass as an (unsealed) artifact folder.
+    is_package = isinstance(manifest.get("package"), dict) or f'"{SEAL_FIELD}"'.encode() in data
     if report.kind == "folder":
         report.kind = "package folder" if is_package else "artifact folder"
     if is_package:
@@ -211,14 +213,30 @@ def _structure_problem(manifest: dict[str, Any], is_package: bool) -> str | None
     if not isinstance(variants, dict) or not all(isinstance(v, dict) and isinstance(v.get("file"), str) for v in variants.values()):
         return "the variant table is missing or malformed"
     if is_package:
-        package = manifest["package"]
+        package = manifest.get("package")
+        if not isinstance(package, dict):
+            return "the package table is missing or malformed"
         models = package.get("models")
         if not isinstance(models, dict) or set(models) != set(variants):
             return "package.models does not describe exactly the packaged variants"
+        for variant, recorded in models.items():
+            if not isinstance(recorded, dict) or not _is_signature(recorded.get("signature")):
+                return f"package.models['{variant}'] has no well-formed signature"
         triton = package.get("triton")
-        if triton is not None and (not isinstance(triton, dict) or triton.get("variant") not in models or "folder" not in triton):
+        if triton is not None and (not isinstance(triton, dict) or triton.get("variant") not in models
+                                   or not isinstance(triton.get("folder"), str)):
             return "package.triton is malformed"
     return None
+
+
+def _is_signature(sig: Any) -> bool:
+    """A recorded graph signature: {"inputs": [...], "outputs": [...]}, each a named, typed tensor."""
+    def is_tensor(t: Any) -> bool:
+        return (isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("dtype"), str)
+                and isinstance(t.get("dims"), list))
+
+    return (isinstance(sig, dict) and all(isinstance(sig.get(k), list) and all(map(is_tensor, sig[k]))
+                                          for k in ("inputs", "outputs")))
 
 
 def _check_files(root: Path, manifest: dict[str, Any], report: VerifyReport) -> set[str]:

@@ -182,3 +182,29 @@ def test_any_flipped_manifest_byte_fails_cleanly(unpacked):
         flip()
     finally:
         path.write_bytes(original)
+
+
+def test_every_renamed_manifest_key_fails_cleanly(unpacked):
+    """A damaged key is the subtle case: the value is gone, the JSON still parses.
+
+    Found by the byte-flip test above: a renamed "package" key made a package pass as an
+    unsealed artifact folder; a renamed signature "name" crashed the Triton check.
+    """
+    import re
+
+    from onnxforge.release.verify import VerifyOptions, verify_path
+
+    path = unpacked / "onnxforge.json"
+    original = path.read_bytes()
+    keys = [m.start(1) for m in re.finditer(rb'"([A-Za-z_][A-Za-z_0-9.]*)": ', original)]
+    assert len(keys) > 50
+    try:
+        for at in keys:
+            data = bytearray(original)
+            data[at] ^= 1  # "package" -> "qackage", "name" -> "oame"
+            path.write_bytes(bytes(data))
+            report = verify_path(unpacked, VerifyOptions(goldens=False))
+            assert not report.passed, bytes(data[at - 20:at + 20])
+            assert "onnxforge.json" in report.failed_targets(), bytes(data[at - 20:at + 20])
+    finally:
+        path.write_bytes(original)
