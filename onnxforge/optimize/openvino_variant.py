@@ -109,12 +109,17 @@ def _publish(staged_xml: Path, root: Path, relpath: str) -> list[str]:
     return names
 
 
-def _fusion_facts(model) -> dict[str, Any]:
-    """What optimize's report expects under "fusion": OpenVINO fuses at compile time."""
-    ops = model.get_ordered_ops()
-    return {"fully_fused": True, "route": "openvino (fused by the CPU plugin at compile time)",
-            "nodes_before": len(ops), "nodes_after": len(ops), "expected": {}, "achieved": {}, "missing": {},
-            "optional": [], "required": [], "tools": [], "fused_ops": {}, "right_padding_required": False}
+def _fusion_facts(nodes_before: int, model, rewrites: dict[str, int]) -> dict[str, Any]:
+    """What optimize's report expects under "fusion": ov_rules' rewrites; the CPU plugin fuses the rest."""
+    from ..runtime.openvino import fused_ops
+
+    fused = fused_ops(model)
+    tools = [{"tool": f"onnxforge.optimize.ov_rules.{name}", "settings": {}, "fused": {"ScaledDotProductAttention": n}}
+             for name, n in rewrites.items()]
+    return {"fully_fused": True, "route": "openvino (ov_rules, then fused by the CPU plugin at compile time)",
+            "nodes_before": nodes_before, "nodes_after": len(model.get_ordered_ops()), "expected": {},
+            "achieved": fused, "missing": {}, "optional": [], "required": [], "tools": tools, "fused_ops": fused,
+            "rewrites": rewrites, "right_padding_required": False}
 
 
 def optimize_openvino(artifact_dir: Path, options: OptimizeOptions, *,
@@ -134,8 +139,12 @@ def optimize_openvino(artifact_dir: Path, options: OptimizeOptions, *,
     precision = inference_precision(variant)
     facts: dict[str, Any] = {"inference_precision": precision, "openvino": ov.__version__}
     if options.precision == "bf16":
+        from .ov_rules import apply_all
+
         say("converting the export to an OpenVINO IR")
         model = bf16_model(base_path)
+        nodes_before = len(model.get_ordered_ops())
+        rewrites = apply_all(model)
     else:
         from .ov_int8 import CONFIGS, convert_onnx, quantize, require_nncf
 
@@ -147,11 +156,13 @@ def optimize_openvino(artifact_dir: Path, options: OptimizeOptions, *,
         nncf = require_nncf()
         facts["nncf"] = nncf.__version__
         model = convert_onnx(base_path)
+        # No ov_rules here: NNCF's quantization scheme and its measured trade-off are for the plain graph.
+        nodes_before, rewrites = len(model.get_ordered_ops()), {}
         calibration, source = feeds_for(artifact, spec, options.calibration_texts, options.calibration_offset, seed=7)
         say(f"quantizing with NNCF ({options.nncf_config}, {source})")
         model, int8_facts = quantize(model, calibration, CONFIGS[options.nncf_config])
         facts.update(int8_facts, calibration=source)
-    fusion = _fusion_facts(model)
+    fusion = _fusion_facts(nodes_before, model, rewrites)
     root = artifact.root
 
     def stage(folder: Path):
@@ -172,6 +183,8 @@ def optimize_openvino(artifact_dir: Path, options: OptimizeOptions, *,
 
     with critical:
         notes = ["OpenVINO fuses the graph itself when it compiles it; no ONNX Runtime fusion is applied"]
+        if any(rewrites.values()):
+            notes.append("ov_rules: " + ", ".join(f"{k} x{v}" for k, v in rewrites.items() if v))
         if failed:
             notes.append("kept with --allow-lossy although it misses its quality gates: recorded as lossy")
         report = OptimizeReport(artifact=root, options=options, file=options.file_name, fusion=fusion,

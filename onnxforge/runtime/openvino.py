@@ -241,9 +241,15 @@ def describe_ir(path: Path) -> dict[str, Any]:
         "signature": {"inputs": ports(model.inputs), "outputs": ports(model.outputs)},
         "parameters": int(sum(int(np_prod(c.get_output_shape(0))) for c in constants)),
         "initializer_dtypes": sorted({c.get_output_element_type(0).get_type_name() for c in constants}),
-        "nodes": len(ops), "op_histogram": dict(sorted(histogram.items())), "fused_ops": {},
+        "nodes": len(ops), "op_histogram": dict(sorted(histogram.items())), "fused_ops": fused_ops(model),
         "quantized": histogram.get("FakeQuantize", 0) > 0,
     }
+
+
+def fused_ops(model) -> dict[str, int]:
+    """The fused ops an IR holds before compiling (what optimize.ov_rules wrote)."""
+    count = sum(op.get_type_name() == "ScaledDotProductAttention" for op in model.get_ordered_ops())
+    return {"ScaledDotProductAttention": count} if count else {}
 
 
 def np_prod(shape) -> int:
