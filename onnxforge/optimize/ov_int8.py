@@ -39,6 +39,8 @@ NNCF_HINT = "install it with `pip install nncf` (onnxforge depends on it on x86-
 # Time here is process CPU time per call with one thread (``--threads 1 --clock cpu``): wall
 # time on the shared VM (load 15+ on 2 cores) was too noisy to rank these. Two runs of
 # benchmarks/sweep_ov_int8.py (2026-12-02); the references repeat in both (within 10%).
+# A later run on the quiet machine (results/sweep-ov-int8-spr-quiet-2c.json, docs/openvino.md)
+# ranks the routes the same way: no int8 route clearly faster than bf16 on AMX.
 MEASURED_TRADEOFF = (
     {"config": "ORT fp32 fused (reference)", "min_cosine": 1.0, "mean_cosine": 1.0, "cpu_ms_b1": 26.6, "cpu_ms_b8": 224.8},
     {"config": "ORT int8, onnxforge outlier smoothing", "min_cosine": 0.99461, "mean_cosine": 0.99688,
