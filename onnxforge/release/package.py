@@ -220,6 +220,17 @@ def _packaged_stages(stages: dict[str, Any], chosen: list[str]) -> dict[str, Any
     return keep
 
 
+def _check_triton_variant(art: Artifact, variant: str, chosen: list[str]) -> None:
+    """The Triton repository is for Triton's onnxruntime backend: an OpenVINO IR cannot go there."""
+    if art.variants[variant].get("engine") == "openvino":
+        onnx_variants = [v for v in chosen if art.variants[v].get("engine") != "openvino"]
+        raise UserInputError(
+            f"--triton asks for a Triton model repository of '{variant}', an OpenVINO IR; onnxforge writes "
+            "repositories for Triton's onnxruntime backend (platform onnxruntime_onnx), which reads ONNX files only",
+            hint=(f"pass --triton-variant {onnx_variants[0]} (packaged ONNX variants: {', '.join(onnx_variants)})"
+                  if onnx_variants else "package an ONNX variant too, e.g. --variant optimized --variant bf16"))
+
+
 def default_variant(chosen: list[str]) -> str:
     return next((v for v in PREFERRED_VARIANTS if v in chosen), chosen[0])
 
@@ -299,6 +310,8 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
     if options.triton_variant and options.triton_variant not in chosen:
         raise UserInputError(f"--triton-variant {options.triton_variant} is not among the packaged variants",
                              hint=f"packaged: {', '.join(chosen)}")
+    if options.triton:
+        _check_triton_variant(art, options.triton_variant or default_variant(chosen), chosen)
 
     say("checking every file against the manifest")
     model_names = {v: [p.relative_to(art.root).as_posix() for p in model_files(art.variant_path(v))] for v in chosen}

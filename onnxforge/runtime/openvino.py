@@ -31,6 +31,9 @@ PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
 _ONNX_TYPES = {"i64": "tensor(int64)", "i32": "tensor(int32)", "f32": "tensor(float)", "f16": "tensor(float16)",
                "bf16": "tensor(bfloat16)", "boolean": "tensor(bool)"}
 
+_SIGNATURE_TYPES = {"i64": "int64", "i32": "int32", "f32": "float32", "f16": "float16", "bf16": "bfloat16",
+                    "boolean": "bool"}
+
 
 def require_openvino():
     """The ``openvino`` module, or UserInputError (exit 2) saying how to install it."""
@@ -225,8 +228,8 @@ def describe_ir(path: Path) -> dict[str, Any]:
     model = core().read_model(str(path))
 
     def ports(values) -> list[dict[str, Any]]:
-        return [{"name": _port_name(p), "dtype": _ONNX_TYPES.get(p.get_element_type().get_type_name(), "?")
-                 .removeprefix("tensor(").removesuffix(")"),
+        # The dtype names graph.signature writes for ONNX variants ("float32", "int64", ...).
+        return [{"name": _port_name(p), "dtype": _SIGNATURE_TYPES.get(p.get_element_type().get_type_name(), "?"),
                  "dims": [None if d.is_dynamic else d.get_length() for d in p.get_partial_shape()]} for p in values]
 
     ops = model.get_ordered_ops()

@@ -87,3 +87,18 @@ def test_unbatched_graph_gets_max_batch_size_0_and_full_dims():
 def test_parser_rejects_malformed_text(bad):
     with pytest.raises(ValueError):
         parse_pbtxt(bad)
+
+
+def test_an_openvino_variant_is_refused_for_triton_with_nothing_written(tiny_artifact, copy_artifact, cli, tmp_path):
+    """Triton's onnxruntime backend reads ONNX only: asking for an IR there is exit 2 naming the ONNX variants."""
+    folder = copy_artifact(tiny_artifact)
+    code, out, err = cli("optimize", folder, "--precision", "int8", "--engine", "openvino", "--allow-lossy")
+    assert code == 0, (out, err)
+    before = (folder / "onnxforge.json").read_text()
+    out_file = tmp_path / "p.tar.gz"
+    code, _, err = cli("package", folder, "--out", out_file, "--triton", "--triton-variant", "ov-int8")
+    assert code == 2 and "OpenVINO IR" in err and "--triton-variant base" in err, err
+    code, _, err = cli("package", folder, "--out", out_file, "--triton", "--variant", "ov-int8")
+    assert code == 2 and "package an ONNX variant too" in err, err
+    assert not out_file.exists() and not list(tmp_path.glob("*.tar.gz*"))
+    assert (folder / "onnxforge.json").read_text() == before
