@@ -12,5 +12,6 @@ Engine = Annotated[str | None, typer.Option("--engine", help="ort or openvino (d
 # batch's --engine chooses the executor (local or Ray); the inference engine is --runtime-engine there.
 RuntimeEngine = Annotated[str | None, typer.Option("--runtime-engine", help="Inference engine: ort or openvino (default: the engine the variant records).", show_default=False)]
 Performance = Annotated[str, typer.Option(
-    "--performance", help="OpenVINO: latency (one call on every core) or throughput (one stream per core, calls side "
-    "by side: more texts/s under load, slower single calls). ONNX Runtime variants ignore it.")]
+    "--performance", help="OpenVINO: throughput (one stream per core group, small calls side by side: more "
+    "requests/s and a shorter tail under load, single requests slower) or latency (one call on every core: the "
+    "fastest single request). ONNX Runtime variants ignore it.")]

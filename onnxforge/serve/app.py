@@ -47,6 +47,7 @@ def create_app(runtime, options: ServeOptions = ServeOptions()):
     from .token_budget import check_budget
 
     check_budget(options.max_batch_tokens, runtime.max_length)
+    check_budget(options.stream_batch_tokens, runtime.max_length, "--stream-batch-tokens")
     served_name = options.model_name or runtime.artifact.root.name
     batcher = MicroBatcher(runtime, options)
     metrics = ServeMetrics(model_info(runtime, served_name), lambda: batcher.pending_texts)

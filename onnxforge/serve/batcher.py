@@ -30,7 +30,7 @@ from ..runtime.results import needed_outputs, shape_results
 from ..runtime.texts import length_groups
 from .options import ServeOptions
 from .protocol import HTTPError, dumps
-from .token_budget import BatchBudget, padded_tokens
+from .token_budget import BatchBudget, call_token_budget, padded_tokens
 from .vectors import shape_embeddings
 
 
@@ -58,7 +58,10 @@ class MicroBatcher:
         self.runtime = runtime
         self.options = options
         self.metrics = metrics  # a ServeMetrics, told each model call's size
-        self.budget = BatchBudget(options.max_batch, options.max_batch_tokens)
+        # Batches run at once: one per OpenVINO stream under a throughput hint, else one.
+        self.parallel_calls = parallel_calls(runtime.engine)
+        self.call_tokens = call_token_budget(options, self.parallel_calls, runtime.max_length)
+        self.budget = BatchBudget(options.max_batch, self.call_tokens)
         self.kind = runtime.kind
         self.pending_texts = 0
         self.requests = 0
@@ -71,8 +74,6 @@ class MicroBatcher:
         self._held: _Item | None = None
         self._last_requests = 0
         self._count_lock = threading.Lock()
-        # Batches run at once: one per OpenVINO stream under a throughput hint, else one.
-        self.parallel_calls = parallel_calls(runtime.engine)
         self._busy = 0  # batches in flight (the batcher task's own count; the event loop is its only writer)
         self.accepting = False
 
@@ -230,7 +231,7 @@ class MicroBatcher:
             rows: list[dict[str, Any]] = [{} for _ in texts]
             tokens = any(item.return_tokens for item in items)
             fetch = needed_outputs(self.runtime.spec, token_vectors=tokens)
-            for group in length_groups(lengths, self.options.max_batch, max_tokens=self.options.max_batch_tokens):
+            for group in length_groups(lengths, self.options.max_batch, max_tokens=self.call_tokens):
                 enc = self.runtime.pad([encodings[i] for i in group])
                 outputs = self.runtime.run(enc.feeds, fetch)
                 if self.metrics is not None:

@@ -27,12 +27,13 @@ def serve_command(
     body_timeout: Annotated[float, typer.Option("--body-timeout", help="Seconds a client may take to send its body (then 408).")] = 30.0,
     max_connections: Annotated[int, typer.Option("--max-connections", help="Connections served at once; more get 503.")] = 1024,
     max_batch_tokens: Annotated[int, typer.Option("--max-batch-tokens", help="Most tokens per ONNX Runtime call, padding included (0: no token bound).")] = 16384,
+    stream_batch_tokens: Annotated[int | None, typer.Option("--stream-batch-tokens", help="With OpenVINO streams (--performance throughput): most tokens per call, so every free stream takes a small piece of the queue (default: the model's maximum length).", show_default=False)] = None,
     model_name: Annotated[str | None, typer.Option("--model-name", help="The model name /v1/embeddings answers to (default: the artifact folder's name).")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", help="Require 'Authorization: Bearer KEY' on every endpoint but /health and /ready (default: $ONNXFORGE_API_KEY).", show_default=False)] = None,
     max_length: MaxLength = None,
     threads: Threads = None,
     engine: Engine = None,
-    performance: Performance = "latency",
+    performance: Performance = "throughput",
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve the model over HTTP: POST /embed, /predict (JSON {"texts": [...]}) and /v1/embeddings (OpenAI's API); GET /health, /ready, /metrics."""
@@ -44,7 +45,8 @@ def serve_command(
     options = ServeOptions(host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms, max_texts_per_request=max_texts,
                            max_chars_per_text=max_chars, max_queue_texts=max_queue, log_level=log_level,
                            request_timeout_s=request_timeout, body_timeout_s=body_timeout, max_connections=max_connections,
-                           max_batch_tokens=max_batch_tokens or None, model_name=model_name,
+                           max_batch_tokens=max_batch_tokens or None, stream_batch_tokens=stream_batch_tokens,
+                           model_name=model_name,
                            api_key=resolve_api_key(api_key))
     if performance not in ("latency", "throughput"):
         raise UserInputError(f"--performance {performance} is not known", hint="choose latency or throughput")

@@ -16,6 +16,9 @@ class ServeOptions:
     max_batch: int = 32
     # Tokens per ONNX Runtime call, padding included (None: bounded by max_batch only).
     max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS
+    # Tokens per call when calls run side by side (OpenVINO streams; None: the model's
+    # maximum length; see token_budget.call_token_budget).
+    stream_batch_tokens: int | None = None
     # Under load, how long the batcher waits for more requests once one is in hand.
     max_wait_ms: float = 2.0
     max_texts_per_request: int = 64
@@ -48,8 +51,10 @@ class ServeOptions:
                      "max_connections"):
             if int(getattr(self, name)) < 1:
                 raise UserInputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.max_batch_tokens is not None and int(self.max_batch_tokens) < 1:
-            raise UserInputError(f"--max-batch-tokens must be at least 1, got {self.max_batch_tokens}")
+        for name in ("max_batch_tokens", "stream_batch_tokens"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise UserInputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.model_name is not None and not self.model_name.strip():
             raise UserInputError("--model-name is empty", hint="e.g. --model-name minilm")
         if self.max_wait_ms < 0 or self.graceful_timeout_s < 0:

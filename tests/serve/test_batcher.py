@@ -139,7 +139,8 @@ def test_waiting_requests_are_shared_between_free_streams(tiny_runtime):
     from onnxforge.data import sample_texts
 
     runtime = TwoAtOnce(tiny_runtime)
-    batcher = MicroBatcher(runtime, ServeOptions(max_batch=32, max_wait_ms=1))
+    # A stream budget large enough for all 16: the sharing is what is tested here.
+    batcher = MicroBatcher(runtime, ServeOptions(max_batch=32, max_wait_ms=1, stream_batch_tokens=16384))
     sizes: list[int] = []
     real_process = batcher._process
 
@@ -151,3 +152,40 @@ def test_waiting_requests_are_shared_between_free_streams(tiny_runtime):
     bodies = submit_each(batcher, tiny_runtime, sample_texts(16, offset=40))
     assert len(bodies) == 16 and sorted(sizes) == [8, 8], sizes
     assert runtime.most == 2
+
+
+def test_calls_side_by_side_take_small_pieces_of_the_queue(tiny_runtime):
+    """With streams, each call holds at most the model's maximum length in tokens (by default),
+    so no stream takes the whole queue while the other finishes."""
+    import orjson
+
+    from onnxforge.data import sample_texts
+    from onnxforge.serve.token_budget import padded_tokens
+
+    runtime = TwoAtOnce(tiny_runtime)
+    batcher = MicroBatcher(runtime, ServeOptions(max_batch=32, max_wait_ms=1))
+    assert batcher.call_tokens == tiny_runtime.max_length
+    calls: list[int] = []
+    real_run = runtime.run
+
+    def run(feeds, outputs=None):
+        calls.append(padded_tokens(feeds["attention_mask"].sum(1)))
+        return real_run(feeds, outputs)
+
+    runtime.run = run
+    texts = sample_texts(16, offset=40)
+    bodies = submit_each(batcher, tiny_runtime, texts)
+    assert len(bodies) == 16 and len(calls) > 2
+    assert max(calls) <= tiny_runtime.max_length, calls
+    got = np.asarray([orjson.loads(b)["embeddings"][0] for b in bodies])
+    np.testing.assert_allclose(got, tiny_runtime.embed(texts), atol=1e-5)
+
+
+def test_the_call_budget_per_engine_kind():
+    from onnxforge.serve.token_budget import call_token_budget
+
+    assert call_token_budget(ServeOptions(), 1, 256) == 16384  # one call at a time: --max-batch-tokens
+    assert call_token_budget(ServeOptions(), 2, 256) == 256  # streams: the model's maximum length
+    assert call_token_budget(ServeOptions(stream_batch_tokens=1024), 2, 256) == 1024
+    assert call_token_budget(ServeOptions(max_batch_tokens=512, stream_batch_tokens=1024), 2, 256) == 512
+    assert call_token_budget(ServeOptions(max_batch_tokens=None), 2, 256) == 256
