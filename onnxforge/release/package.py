@@ -227,7 +227,7 @@ def _check_triton_variant(art: Artifact, variant: str, chosen: list[str]) -> Non
         raise UserInputError(
             f"--triton asks for a Triton model repository of '{variant}', an OpenVINO IR; onnxforge writes "
             "repositories for Triton's onnxruntime backend (platform onnxruntime_onnx), which reads ONNX files only",
-            hint=(f"pass --triton-variant {onnx_variants[0]} (packaged ONNX variants: {', '.join(onnx_variants)})"
+            hint=(f"pass --triton-variant {default_variant(onnx_variants)} (packaged ONNX variants: {', '.join(onnx_variants)})"
                   if onnx_variants else "package an ONNX variant too, e.g. --variant optimized --variant bf16"))
 
 
