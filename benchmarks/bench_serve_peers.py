@@ -9,7 +9,7 @@ requests/s, p50 and p99 latency, and the ratios onnxforge / infinity-emb.
 - onnxforge: `onnxforge serve ART` on POST /v1/embeddings (OpenAI's request, base64 as
   the official client asks by default) and on POST /embed. ART is what `onnxforge build`
   leaves, so the server runs the CPU default build measured (bf16 on OpenVINO where the
-  CPU has bf16); `--serve-args` passes more options (`--performance throughput`).
+  CPU has bf16); `--serve-args` passes more options (`--performance latency`; serve's default is throughput).
 - infinity-emb 0.0.78, default torch engine, POST /embeddings with the same OpenAI
   request. It pins transformers < 5, so it runs from a venv this script creates under
   benchmarks/.venvs/ (ignored by git), and loads the MiniLM folder of the PyPI package
@@ -170,7 +170,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--limit-s", type=float, default=120.0, help="wall-clock limit of one load (then it is reported unfinished)")
     p.add_argument("--servers", default="onnxforge,infinity,naive")
     p.add_argument("--serve-args", action="append", default=None,
-                   help="extra arguments for `onnxforge serve` (e.g. '--performance throughput'); repeat it to race "
+                   help="extra arguments for `onnxforge serve` (e.g. '--performance latency'); repeat it to race "
                         "several onnxforge configurations in the one run (each a server of its own)")
     p.add_argument("--priority", type=int, default=None,
                    help="nice value for this script and every server it starts (all contenders alike); on a CPU "
