@@ -250,6 +250,15 @@ def latency(artifact: Path, work: Path, seconds: float, cycles: int) -> dict[str
     return {k: 1000 * statistics.median(t.samples) for k, t in timings.items()}
 
 
+# The latency table's names -> the race's contender names (their quality decides faithfulness).
+LATENCY_RACE_NAME = {
+    "PyTorch fp32": "st-fp32", "PyTorch bf16 autocast": "st-bf16", "ORT base": "onnxforge-base",
+    "ORT optimized": "onnxforge-optimized", "ORT int8": "onnxforge-int8",
+    "ORT plain dynamic int8 (peer)": "ort-int8-plain", "OpenVINO defaults, base (peer)": "ov-defaults",
+    "OpenVINO bf16": "onnxforge-bf16", "OpenVINO ov-int8": "onnxforge-ov-int8",
+}
+
+
 # -- the race ---------------------------------------------------------------------------------
 def race_one(name: str, artifact: Path, csv_path: Path, args) -> dict:
     """One whole-process run of a contender: wall time, exit code, and its rows' embeddings."""
@@ -388,15 +397,6 @@ def report(results: dict, lat: dict, rows: int) -> dict:
                   f"({theirs[b] / mine[a]:.2f}x; left out, unfaithful or not raced: "
                   f"{', '.join(k for k in lat if k not in faithful) or 'none'})")
     return summary
-
-
-# The latency table's names -> the race's contender names (their quality decides faithfulness).
-LATENCY_RACE_NAME = {
-    "PyTorch fp32": "st-fp32", "PyTorch bf16 autocast": "st-bf16", "ORT base": "onnxforge-base",
-    "ORT optimized": "onnxforge-optimized", "ORT int8": "onnxforge-int8",
-    "ORT plain dynamic int8 (peer)": "ort-int8-plain", "OpenVINO defaults, base (peer)": "ov-defaults",
-    "OpenVINO bf16": "onnxforge-bf16", "OpenVINO ov-int8": "onnxforge-ov-int8",
-}
 
 
 if __name__ == "__main__":

@@ -112,10 +112,11 @@ def _publish(staged_xml: Path, root: Path, relpath: str) -> list[str]:
 def _fusion_facts(nodes_before: int, model, rewrites: dict[str, int]) -> dict[str, Any]:
     """What optimize's report expects under "fusion": ov_rules' rewrites; the CPU plugin fuses the rest."""
     from ..runtime.openvino import fused_ops
+    from .ov_rules import PIPELINE
 
     fused = fused_ops(model)
-    tools = [{"tool": f"onnxforge.optimize.ov_rules.{name}", "settings": {}, "fused": {"ScaledDotProductAttention": n}}
-             for name, n in rewrites.items()]
+    tools = [{"tool": f"onnxforge.optimize.ov_rules.{name}", "settings": {}, "fused": {op: rewrites[name]}}
+             for name, op, _ in PIPELINE if name in rewrites]
     return {"fully_fused": True, "route": "openvino (ov_rules, then fused by the CPU plugin at compile time)",
             "nodes_before": nodes_before, "nodes_after": len(model.get_ordered_ops()), "expected": {},
             "achieved": fused, "missing": {}, "optional": [], "required": [], "tools": tools, "fused_ops": fused,

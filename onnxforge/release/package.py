@@ -310,8 +310,10 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
     if options.triton_variant and options.triton_variant not in chosen:
         raise UserInputError(f"--triton-variant {options.triton_variant} is not among the packaged variants",
                              hint=f"packaged: {', '.join(chosen)}")
+    triton_variant = None
     if options.triton:
-        _check_triton_variant(art, options.triton_variant or default_variant(chosen), chosen)
+        triton_variant = options.triton_variant or default_variant(chosen)
+        _check_triton_variant(art, triton_variant, chosen)
 
     say("checking every file against the manifest")
     model_names = {v: [p.relative_to(art.root).as_posix() for p in model_files(art.variant_path(v))] for v in chosen}
@@ -350,17 +352,16 @@ def package_artifact(artifact_dir: str | Path, out: str | Path, options: Package
     entries: dict[str, Path | bytes] = {n: art.root / n for n in names}
     triton = None
     if options.triton:
-        tv = options.triton_variant or default_variant(chosen)
         name = options.triton_name or model_name(archive_stem(out))
-        tfiles = triton_files(name, [art.root / n for n in model_names[tv]], models[tv]["signature"],
-                              max_batch_size=options.max_batch_size)
+        tfiles = triton_files(name, [art.root / n for n in model_names[triton_variant]],
+                              models[triton_variant]["signature"], max_batch_size=options.max_batch_size)
         for rel, src in tfiles.items():
             data = src if isinstance(src, bytes) else None
             files[rel] = ({"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} if data is not None
                           else dict(files[src.relative_to(art.root).as_posix()]))
         entries.update(tfiles)
-        triton = {"name": name, "variant": tv, "folder": f"triton/{name}", "max_batch_size": options.max_batch_size,
-                  "platform": "onnxruntime_onnx"}
+        triton = {"name": name, "variant": triton_variant, "folder": f"triton/{name}",
+                  "max_batch_size": options.max_batch_size, "platform": "onnxruntime_onnx"}
     manifest = build_manifest(art, chosen, files, golden_checks, models, triton)
     tokenizer_config = _read_json(art.root / "tokenizer_config.json")
     card = render_card(manifest, tokenizer_config=tokenizer_config,

@@ -28,11 +28,13 @@ INSTALL_HINT = ("install it with `pip install openvino` (onnxforge depends on it
 PRECISION_HINTS = ("bf16", "f32")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
 # OpenVINO element type names -> ONNX Runtime's tensor type strings (the seam's vocabulary).
-_ONNX_TYPES = {"i64": "tensor(int64)", "i32": "tensor(int32)", "f32": "tensor(float)", "f16": "tensor(float16)",
-               "bf16": "tensor(bfloat16)", "boolean": "tensor(bool)"}
-
+# OpenVINO element types -> the dtype names graph.signature writes ("float32", "int64", ...),
+# and -> ONNX Runtime's type strings ("tensor(float)", ...), which engines report as input_types.
 _SIGNATURE_TYPES = {"i64": "int64", "i32": "int32", "f32": "float32", "f16": "float16", "bf16": "bfloat16",
                     "boolean": "bool"}
+_ONNX_TYPES = {ov: f"tensor({'float' if name == 'float32' else name})" for ov, name in _SIGNATURE_TYPES.items()}
+# The fused ops an IR can hold before compiling (what optimize.ov_rules writes).
+FUSED_OP_TYPES = ("ScaledDotProductAttention",)
 
 
 def require_openvino():
@@ -228,7 +230,6 @@ def describe_ir(path: Path) -> dict[str, Any]:
     model = core().read_model(str(path))
 
     def ports(values) -> list[dict[str, Any]]:
-        # The dtype names graph.signature writes for ONNX variants ("float32", "int64", ...).
         return [{"name": _port_name(p), "dtype": _SIGNATURE_TYPES.get(p.get_element_type().get_type_name(), "?"),
                  "dims": [None if d.is_dynamic else d.get_length() for d in p.get_partial_shape()]} for p in values]
 
@@ -250,9 +251,9 @@ def describe_ir(path: Path) -> dict[str, Any]:
 
 
 def fused_ops(model) -> dict[str, int]:
-    """The fused ops an IR holds before compiling (what optimize.ov_rules wrote)."""
-    count = sum(op.get_type_name() == "ScaledDotProductAttention" for op in model.get_ordered_ops())
-    return {"ScaledDotProductAttention": count} if count else {}
+    """How many of each ``FUSED_OP_TYPES`` op an IR holds (those it has)."""
+    types = [op.get_type_name() for op in model.get_ordered_ops()]
+    return {t: types.count(t) for t in FUSED_OP_TYPES if t in types}
 
 
 def np_prod(shape) -> int:

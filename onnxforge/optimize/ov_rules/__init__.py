@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from . import sdpa_attention
 
-# (name, apply) in the order they run.
-PIPELINE = (("sdpa_attention", sdpa_attention.apply),)
+# (name, the op it writes, apply) in the order they run.
+PIPELINE = (("sdpa_attention", sdpa_attention.FUSED_OP, sdpa_attention.apply),)
 
 
 def apply_all(model) -> dict[str, int]:
     """Run every rule on ``model`` in place; returns the rewrite count per rule."""
-    counts = {name: apply(model) for name, apply in PIPELINE}
+    counts = {name: apply(model) for name, _, apply in PIPELINE}
     model.validate_nodes_and_infer_types()
     return counts

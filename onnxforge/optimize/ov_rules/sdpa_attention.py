@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+FUSED_OP = "ScaledDotProductAttention"
+
 
 def _type(output) -> str:
     return output.get_node().get_type_name()
