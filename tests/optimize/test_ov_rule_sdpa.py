@@ -77,3 +77,15 @@ def test_other_attention_shapes_are_left_as_they_are(tiny_artifact):
     before = _op_counts(model)
     assert apply_all(model) == {"sdpa_attention": 0}
     assert _op_counts(model) == before
+
+
+def test_a_softmax_over_another_axis_is_not_attention(tiny_dynamo_artifact):
+    from openvino import opset8
+    from openvino.utils import replace_node
+
+    from onnxforge.optimize.ov_rules import sdpa_attention
+
+    model = _ir(tiny_dynamo_artifact)
+    for op in [o for o in model.get_ordered_ops() if o.get_type_name() == "Softmax"]:
+        replace_node(op, opset8.softmax(op.input_value(0), 2))  # over the queries, not the keys
+    assert sdpa_attention.apply(model) == 0

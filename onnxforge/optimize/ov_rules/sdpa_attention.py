@@ -94,6 +94,9 @@ def _rewrite(softmax) -> bool:
     from openvino import opset13
     from openvino.utils import replace_node
 
+    rank = softmax.get_output_partial_shape(0).rank
+    if not rank.is_static or softmax.get_attributes().get("axis") not in (-1, rank.get_length() - 1):
+        return False  # SDPA normalizes over the keys: the last axis
     add = softmax.input_value(0).get_node()
     if add.get_type_name() != "Add":
         return False
